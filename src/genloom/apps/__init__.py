@@ -1,0 +1,1 @@
+"""Applications built on the models: the demo, and later translation, summarization, detection."""

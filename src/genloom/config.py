@@ -1,0 +1,276 @@
+"""Run configuration: flat, typed dataclasses read from YAML, with strict checks.
+
+This module imports no torch, so tools can read and validate recipes cheaply.
+Model configs live beside their models (``genloom/models/<family>.py``); they are
+checked with the same ``from_dict`` as the dataclasses here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from genloom.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it is cut into batches.
+
+    ``format``: ``lines`` (one text per line, ``.txt`` or ``.txt.gz``), ``jsonl``
+    (one JSON object per line; ``field`` names the text) or ``tsv`` (``field`` is
+    the column index). ``batching``: ``stream`` concatenates all texts (each
+    ending in EOS) and cuts the stream into ``bptt``-long windows whose recurrent
+    state carries over between batches (truncated back-propagation through time,
+    the classic LM protocol); ``sentences`` keeps each text whole, groups texts of
+    similar length (length bucketing) and pads them with a mask.
+    """
+
+    train: str = ""
+    valid: str | None = None
+    test: str | None = None
+    format: Literal["lines", "jsonl", "tsv"] = "lines"
+    field: str | None = None
+    batching: Literal["stream", "sentences"] = "sentences"
+    max_length: int = 256
+    lowercase: bool = False
+
+
+@dataclass
+class TokenizerConfig:
+    """How text becomes token ids; the trained tokenizer is saved as ``tokenizer.json``.
+
+    ``kind``: ``char``, ``word`` (whitespace-separated words), ``bpe`` (byte-level
+    BPE) or ``unigram`` (SentencePiece-style unigram), all through Hugging Face
+    ``tokenizers``. ``vocab_size`` is the maximum size, special tokens included;
+    ``min_frequency`` drops rarer units (char, word and bpe).
+    """
+
+    kind: Literal["char", "word", "bpe", "unigram"] = "word"
+    vocab_size: int = 10000
+    min_frequency: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """The one training loop's settings, shared by every model family.
+
+    Length: ``epochs`` or ``max_steps`` (whichever ends first; at least one is
+    needed). LR schedule: ``warmup_steps`` of linear warm-up, then ``constant``,
+    ``linear`` or ``cosine`` decay to ``min_lr_ratio * lr``, or ``step``: multiply
+    the LR by ``lr_decay`` at the start of every epoch after ``lr_decay_start``
+    epochs (the Zaremba et al. recipe). ``grad_accum`` micro-batches make one
+    optimizer step. Evaluation on the validation split every ``eval_every`` steps
+    and at each epoch end; ``patience`` evaluations without improvement stop the
+    run early. ``device: auto`` picks CUDA when present; ``precision: auto`` uses
+    bf16 autocast on CUDA and fp32 elsewhere.
+    """
+
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    momentum: float = 0.0
+    schedule: Literal["constant", "linear", "cosine", "step"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    lr_decay: float = 0.5
+    lr_decay_start: int = 4
+    epochs: int | None = None
+    max_steps: int | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 32
+    bptt: int = 35
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+    eval_every: int | None = None
+    patience: int | None = None
+    log_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+
+@dataclass
+class RunConfig:
+    """A whole recipe: which family, its model, data, tokenizer and training."""
+
+    family: str = ""
+    out_dir: str = "runs/default"
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def from_dict(cls: type, values: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types.
+
+    Args:
+        cls: a dataclass type whose annotations give the expected types.
+        values: a mapping from a YAML or JSON file.
+        where: the dotted path of ``values`` in the recipe, for messages.
+
+    Returns:
+        An instance of ``cls``.
+
+    Raises:
+        UserError: on an unknown key (with the nearest known one) or a wrong type.
+    """
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UserError(f"{where or 'the config'} must be a mapping of keys to values, got {_type_name(values)}.")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}."
+            raise UserError(f"unknown config key '{path}'{hint}")
+        kwargs[key] = _coerce(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """The plain-dict form of a config dataclass, as saved in ``config.json``."""
+    return dataclasses.asdict(obj)
+
+
+def _coerce(expected: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(expected)
+    args = typing.get_args(expected)
+    if dataclasses.is_dataclass(expected):
+        return from_dict(expected, value, path)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(option, value, path)
+            except UserError as error:
+                errors.append(error)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise UserError(f"config key '{path}' must be one of {choices}, got {value!r}.")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"config key '{path}' must be a list, got {_type_name(value)} {value!r}.")
+        return [_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict or expected is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{path}' must be a mapping, got {_type_name(value)}.")
+        return value
+    if expected is Any:
+        return value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected in (int, float) and isinstance(value, bool):
+        raise UserError(f"config key '{path}' must be a {expected.__name__}, got a boolean {value!r}.")
+    if not isinstance(value, expected):
+        raise UserError(f"config key '{path}' must be a {expected.__name__}, got {_type_name(value)} {value!r}.")
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
+            dict: "a mapping", type(None): "nothing (null)"}.get(type(value), type(value).__name__)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML recipe into a dict, with one clear error for each way it can be wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"config file {path} is not valid UTF-8 (undecodable byte at offset {error.start}).") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"config file {path} is not valid YAML{at}: {getattr(error, 'problem', error)}.") from None
+    if values is None:
+        raise UserError(f"config file {path} is empty.")
+    if not isinstance(values, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys to values, got {_type_name(values)}.")
+    return values
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a recipe dict.
+
+    Example:
+        >>> apply_overrides({"train": {"lr": 1.0}}, ["train.lr=0.5", "out_dir=runs/x"])
+        {'train': {'lr': 0.5}, 'out_dir': 'runs/x'}
+    """
+    values = _deep_copy(values)
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override '{item}' must look like key=value, for example train.lr=0.001.")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override '{item}': '{part}' is not a section of the config.")
+        node[parts[-1]] = value
+    return values
+
+
+def _deep_copy(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {k: _deep_copy(v) for k, v in values.items()}
+    if isinstance(values, list):
+        return [_deep_copy(v) for v in values]
+    return values
+
+
+def parse_run_config(values: dict[str, Any]) -> RunConfig:
+    """Check a recipe dict's sections and types; the model section is checked by its family."""
+    run = from_dict(RunConfig, values, "")
+    if not run.family:
+        raise UserError("the config must name a model 'family' (for example family: rnnlm).")
+    if not run.data.train:
+        raise UserError("the config must name the training data in 'data.train'.")
+    if run.train.epochs is None and run.train.max_steps is None:
+        raise UserError("the config must set 'train.epochs' or 'train.max_steps' so training knows when to stop.")
+    for key in ("batch_size", "eval_batch_size", "bptt", "grad_accum", "log_every"):
+        if getattr(run.train, key) < 1:
+            raise UserError(f"config key 'train.{key}' must be at least 1, got {getattr(run.train, key)}.")
+    if run.train.lr <= 0:
+        raise UserError(f"config key 'train.lr' must be positive, got {run.train.lr}.")
+    return run
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read, override and check a YAML recipe; relative data paths resolve against the recipe's folder
+    when they exist there, else against the working directory."""
+    values = apply_overrides(read_yaml(path), overrides or [])
+    run = parse_run_config(values)
+    base = Path(path).resolve().parent
+    for key in ("train", "valid", "test"):
+        value = getattr(run.data, key)
+        if value and not Path(value).is_absolute() and not Path(value).exists() and (base / value).exists():
+            setattr(run.data, key, str(base / value))
+    return run

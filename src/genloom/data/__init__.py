@@ -1,0 +1,1 @@
+"""Text in, batches out: corpus readers, tokenizers and batching."""

@@ -1,0 +1,149 @@
+"""Tokenizers: character, word, byte-level BPE and unigram, all as Hugging Face ``tokenizers``.
+
+Whatever the kind, the result is one ``tokenizers.Tokenizer`` saved as a single
+``tokenizer.json``; the four special tokens come first, so their ids are fixed:
+``<pad>`` 0, ``<bos>`` 1, ``<eos>`` 2, ``<unk>`` 3.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer as HFTokenizer
+
+from genloom.errors import UserError
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+KINDS = ("char", "word", "bpe", "unigram")
+
+
+class Tokenizer:
+    """Text ↔ ids, with the special-token ids every model needs.
+
+    Example:
+        >>> tok = Tokenizer.train("word", ["a b a", "b c"], vocab_size=100)
+        >>> tok.decode(tok.encode("a c"))
+        'a c'
+    """
+
+    def __init__(self, hf: HFTokenizer, kind: str):
+        self.hf = hf
+        self.kind = kind
+        ids = [hf.token_to_id(t) for t in SPECIAL_TOKENS]
+        if None in ids:
+            missing = [t for t, i in zip(SPECIAL_TOKENS, ids) if i is None]
+            raise UserError(f"tokenizer lacks the special tokens {', '.join(missing)}.")
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``, without BOS/EOS."""
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``; special tokens other than ``<unk>`` are dropped."""
+        keep = [i for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id)]
+        return self.hf.decode(keep, skip_special_tokens=False)
+
+    def id_to_token(self, index: int) -> str:
+        return self.hf.id_to_token(index)
+
+    def save(self, path: str | Path) -> str:
+        """The tokenizer's JSON, with genloom's ``kind`` recorded; the caller writes it atomically."""
+        data = json.loads(self.hf.to_str())
+        data["genloom_kind"] = self.kind
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "tokenizer.json") -> "Tokenizer":
+        try:
+            data = json.loads(text)
+            kind = data.pop("genloom_kind", "bpe")
+            return cls(HFTokenizer.from_str(json.dumps(data)), kind)
+        except (ValueError, Exception) as error:
+            if isinstance(error, UserError):
+                raise
+            raise UserError(f"{source} is not a valid tokenizer file ({str(error).splitlines()[0]}).") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Tokenizer":
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"tokenizer file not found: {path}")
+        return cls.from_json(path.read_text(encoding="utf-8"), str(path))
+
+    @classmethod
+    def train(cls, kind: str, texts: list[str], vocab_size: int = 10000, min_frequency: int = 1) -> "Tokenizer":
+        """Train a tokenizer of ``kind`` on ``texts``.
+
+        Args:
+            kind: ``char``, ``word``, ``bpe`` or ``unigram``.
+            texts: the training texts.
+            vocab_size: the maximum vocabulary size, special tokens included.
+            min_frequency: units seen fewer times are left out (char, word, bpe).
+        """
+        if kind not in KINDS:
+            raise UserError(f"unknown tokenizer kind '{kind}'; expected one of {', '.join(KINDS)}.")
+        if vocab_size <= len(SPECIAL_TOKENS):
+            raise UserError(f"tokenizer vocab_size must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}.")
+        if not texts:
+            raise UserError("cannot train a tokenizer on no text.")
+        build = {"char": _train_char, "word": _train_word, "bpe": _train_bpe, "unigram": _train_unigram}[kind]
+        return cls(build(texts, vocab_size, min_frequency), kind)
+
+
+def _word_level(counts: Counter, vocab_size: int, min_frequency: int) -> HFTokenizer:
+    kept = [unit for unit, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            if n >= min_frequency and unit not in SPECIAL_TOKENS]
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + kept[: vocab_size - len(SPECIAL_TOKENS)])}
+    hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
+    hf.add_special_tokens([PAD, BOS, EOS])
+    return hf
+
+
+def _train_char(texts: list[str], vocab_size: int, min_frequency: int) -> HFTokenizer:
+    hf = _word_level(Counter(ch for text in texts for ch in text), vocab_size, min_frequency)
+    hf.pre_tokenizer = pre_tokenizers.Split(Regex(".|\n"), "isolated")
+    hf.decoder = decoders.Fuse()
+    return hf
+
+
+def _train_word(texts: list[str], vocab_size: int, min_frequency: int) -> HFTokenizer:
+    hf = _word_level(Counter(w for text in texts for w in text.split()), vocab_size, min_frequency)
+    hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return hf
+
+
+def _train_bpe(texts: list[str], vocab_size: int, min_frequency: int) -> HFTokenizer:
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    hf.train_from_iterator(texts, trainer=trainer)
+    return hf
+
+
+def _train_unigram(texts: list[str], vocab_size: int, min_frequency: int) -> HFTokenizer:
+    hf = HFTokenizer(models.Unigram())
+    hf.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    hf.decoder = decoders.Metaspace(prepend_scheme="first")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK, show_progress=False,
+        initial_alphabet=sorted(set("".join(texts)))[:1000],
+    )
+    hf.train_from_iterator(texts, trainer=trainer)
+    return hf

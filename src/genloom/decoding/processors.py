@@ -1,0 +1,151 @@
+"""Logits processors: small pure callables ``(tokens, logits) -> logits``.
+
+``tokens`` is the (B, T) history of each row (its prompt and what it has
+generated so far), ``logits`` the (B, V) scores for the next token. A processor
+checks its arguments in ``__init__`` and never modifies its input in place.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+NEG_INF = float("-inf")
+
+
+class RepetitionPenalty:
+    """Make tokens already in the history less likely (Keskar et al. 2019, CTRL).
+
+    A positive logit is divided by ``penalty``, a negative one multiplied by it.
+
+    Example:
+        >>> RepetitionPenalty(2.0)(torch.tensor([[0]]), torch.tensor([[4.0, 4.0]]))
+        tensor([[2., 4.]])
+    """
+
+    def __init__(self, penalty: float):
+        if penalty <= 0:
+            raise ValueError(f"repetition penalty must be positive, got {penalty}")
+        self.penalty = penalty
+
+    def __call__(self, tokens: Tensor, logits: Tensor) -> Tensor:
+        seen = torch.gather(logits, 1, tokens)  # (B, T)
+        penalised = torch.where(seen > 0, seen / self.penalty, seen * self.penalty)
+        return logits.scatter(1, tokens, penalised)
+
+
+class NoRepeatNGram:
+    """Forbid any token that would repeat an n-gram already in the history.
+
+    Example:
+        >>> NoRepeatNGram(2)(torch.tensor([[1, 2, 1]]), torch.zeros(1, 3))
+        tensor([[0., 0., -inf]])
+    """
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"no-repeat n-gram size must be at least 1, got {size}")
+        self.size = size
+
+    def __call__(self, tokens: Tensor, logits: Tensor) -> Tensor:
+        n = self.size
+        if tokens.size(1) < n - 1:
+            return logits
+        banned = torch.zeros_like(logits, dtype=torch.bool)
+        history = tokens.tolist()
+        for row, seq in enumerate(history):
+            prefix = tuple(seq[len(seq) - n + 1 :]) if n > 1 else ()
+            for i in range(len(seq) - n + 1):
+                if tuple(seq[i : i + n - 1]) == prefix:
+                    banned[row, seq[i + n - 1]] = True
+        return logits.masked_fill(banned, NEG_INF)
+
+
+class MinNewTokens:
+    """Forbid EOS until each row has generated ``min_new`` tokens past its prompt.
+
+    Args:
+        min_new: the minimum number of new tokens.
+        eos_id: the end-of-sequence id.
+        prompt_lengths: (B,) each row's prompt length, so row b has generated ``T - prompt_lengths[b]``.
+    """
+
+    def __init__(self, min_new: int, eos_id: int, prompt_lengths: Tensor):
+        if min_new < 0:
+            raise ValueError(f"min_new_tokens must be ≥ 0, got {min_new}")
+        self.min_new, self.eos_id, self.prompt_lengths = min_new, eos_id, prompt_lengths
+
+    def __call__(self, tokens: Tensor, logits: Tensor) -> Tensor:
+        generated = tokens.size(1) - self.prompt_lengths.to(logits.device)  # (B,)
+        too_early = generated < self.min_new
+        eos = torch.zeros_like(logits, dtype=torch.bool)
+        eos[:, self.eos_id] = True
+        return logits.masked_fill(eos & too_early[:, None], NEG_INF)
+
+
+class TopK:
+    """Keep the ``k`` highest logits of each row; ``k`` = 0 keeps all.
+
+    Example:
+        >>> TopK(2)(None, torch.tensor([[1.0, 3.0, 2.0]]))
+        tensor([[-inf, 3., 2.]])
+    """
+
+    def __init__(self, k: int):
+        if k < 0:
+            raise ValueError(f"top-k must be ≥ 0, got {k}")
+        self.k = k
+
+    def __call__(self, tokens: Tensor | None, logits: Tensor) -> Tensor:
+        if self.k == 0 or self.k >= logits.size(-1):
+            return logits
+        kth = torch.topk(logits, self.k, dim=-1).values[:, -1:]  # (B, 1)
+        return logits.masked_fill(logits < kth, NEG_INF)
+
+
+class Temperature:
+    """Divide the logits by ``temperature`` (> 0): below 1 sharpens, above 1 flattens."""
+
+    def __init__(self, temperature: float):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}; use greedy decoding for 0")
+        self.temperature = temperature
+
+    def __call__(self, tokens: Tensor | None, logits: Tensor) -> Tensor:
+        return logits / self.temperature
+
+
+class TopP:
+    """Nucleus sampling (Holtzman et al. 2020): keep the smallest set of tokens whose probability mass is ≥ ``p``.
+
+    Example:
+        >>> TopP(0.5)(None, torch.tensor([[0.0, 1.0, 2.0]]).log())
+        tensor([[  -inf,   -inf, 0.6931]])
+    """
+
+    def __init__(self, p: float):
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"top-p must lie in (0, 1], got {p}")
+        self.p = p
+
+    def __call__(self, tokens: Tensor | None, logits: Tensor) -> Tensor:
+        if self.p >= 1.0:
+            return logits
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+        probs = torch.softmax(sorted_logits.float(), dim=-1)
+        mass_before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly better tokens
+        drop_sorted = mass_before >= self.p  # the first token (mass_before 0) is always kept
+        drop = drop_sorted.scatter(1, order, drop_sorted)
+        return logits.masked_fill(drop, NEG_INF)
+
+
+def process(processors: list, tokens: Tensor, logits: Tensor) -> Tensor:
+    """Apply ``processors`` in order.
+
+    ``build_processors`` orders them: repetition penalty, no-repeat n-gram and
+    minimum length act on the model's scores first; then, for sampling only,
+    top-k, temperature and top-p shape the distribution (litgpt's order).
+    """
+    for processor in processors:
+        logits = processor(tokens, logits)
+    return logits

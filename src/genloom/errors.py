@@ -1,0 +1,11 @@
+"""The one exception type that reaches users as a single sentence.
+
+Anything a user can fix (a bad path, an empty corpus, a wrong key or type, a
+prompt that is too long, a checkpoint of another family) raises ``UserError``.
+The CLI prints its message on one line and exits with status 2; any other
+exception is a bug in genloom and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """An error caused by the user's input, with a message they can act on."""

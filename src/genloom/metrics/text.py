@@ -1,0 +1,140 @@
+"""Text metrics, each through the library the field reports with.
+
+Scales follow each metric's usual convention: BLEU and chrF 0–100 (sacrebleu),
+ROUGE F1 0–1 (rouge-score), distinct-n 0–1, self-BLEU 0–1 (Texygen).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import sacrebleu
+from rouge_score import rouge_scorer
+
+from genloom.errors import UserError
+
+
+def perplexity(total_nll: float, num_tokens: int) -> float:
+    """exp(total negative log-likelihood in nats / number of tokens).
+
+    Example:
+        >>> round(perplexity(2 * math.log(4), 2), 6)
+        4.0
+    """
+    if num_tokens <= 0:
+        raise ValueError("perplexity needs at least one token")
+    return math.exp(total_nll / num_tokens)
+
+
+def _check_pairs(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> None:
+    if not hypotheses:
+        raise UserError("there are no hypotheses to score.")
+    for i, refs in enumerate(references):
+        if len(refs) != len(hypotheses):
+            raise UserError(f"reference set {i} has {len(refs)} lines but there are {len(hypotheses)} hypotheses.")
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]], tokenize: str = "13a") -> dict:
+    """Corpus BLEU of detokenized ``hypotheses`` against one or more reference sets.
+
+    Args:
+        hypotheses: N system outputs.
+        references: R reference sets, each N lines (``[refs]`` for a single reference).
+        tokenize: sacrebleu's tokenizer (``13a`` standard; ``zh``, ``ja-mecab``, ``intl``, ``none``…).
+
+    Returns:
+        ``{"bleu": score 0–100, "signature": sacrebleu's signature, ...}``.
+    """
+    _check_pairs(hypotheses, references)
+    metric = sacrebleu.BLEU(tokenize=tokenize)
+    score = metric.corpus_score(list(hypotheses), [list(r) for r in references])
+    return {"bleu": score.score, "precisions": list(score.precisions), "brevity_penalty": score.bp,
+            "signature": str(metric.get_signature())}
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]], word_order: int = 0) -> dict:
+    """Corpus chrF (``word_order=2`` gives chrF++), 0–100, with sacrebleu's signature."""
+    _check_pairs(hypotheses, references)
+    metric = sacrebleu.CHRF(word_order=word_order)
+    score = metric.corpus_score(list(hypotheses), [list(r) for r in references])
+    return {"chrf": score.score, "signature": str(metric.get_signature())}
+
+
+# Scripts written without spaces between words; each of their characters counts as a token.
+_UNSPACED = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f])")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class UnicodeRougeTokenizer:
+    """Lower-cases and splits on Unicode word characters, so non-Latin text is kept.
+
+    rouge-score's default tokenizer replaces everything outside [a-z0-9] with
+    spaces, which scores any Chinese, Russian or Greek summary as empty. Here,
+    words are Unicode ``\\w+`` runs, and characters of unspaced scripts (Han,
+    kana, Thai) are tokens of their own.
+    """
+
+    def __init__(self, stem: bool = False):
+        self.stemmer = None
+        if stem:
+            from nltk.stem import porter
+
+            self.stemmer = porter.PorterStemmer()
+
+    def tokenize(self, text: str) -> list[str]:
+        text = unicodedata.normalize("NFKC", text).lower()
+        tokens = _WORD.findall(_UNSPACED.sub(r" \1 ", text))
+        if self.stemmer is not None:
+            tokens = [self.stemmer.stem(t) if len(t) > 3 and t.isascii() else t for t in tokens]
+        return tokens
+
+
+def rouge(hypotheses: Sequence[str], references: Sequence[str], stem: bool = False) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F1 (0–1) over hypothesis–reference pairs, with a Unicode-aware tokenizer."""
+    _check_pairs(hypotheses, [references])
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=UnicodeRougeTokenizer(stem))
+    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for hyp, ref in zip(hypotheses, references):
+        scores = scorer.score(ref, hyp)
+        for key in totals:
+            totals[key] += scores[key].fmeasure
+    return {key: value / len(hypotheses) for key, value in totals.items()}
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct n-grams over all n-grams in whitespace-tokenized ``texts`` (Li et al. 2016), 0–1.
+
+    Example:
+        >>> distinct_n(["a b a b"], 2)  # bigrams: ab, ba, ab → 2 distinct of 3
+        0.6666666666666666
+    """
+    grams = [tuple(words[i : i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def self_bleu(texts: Sequence[str], n: int = 4, max_hypotheses: int | None = 1000, seed: int = 0) -> float:
+    """Self-BLEU (Zhu et al. 2018, Texygen), 0–1: each text scored against all *other* texts as references.
+
+    Protocol: whitespace tokens (``tokenize="none"``), uniform weights up to order
+    ``n``, floor smoothing of zero counts with 0.1 (as NLTK's method1 that Texygen
+    uses), a text is never its own reference, and at most ``max_hypotheses``
+    texts (a seeded sample) are scored, each against all the others. Higher means
+    less diverse.
+    """
+    texts = [t for t in texts if t.strip()]
+    if len(texts) < 2:
+        raise UserError("self-BLEU needs at least two texts.")
+    metric = sacrebleu.BLEU(tokenize="none", max_ngram_order=n, smooth_method="floor", smooth_value=0.1,
+                            effective_order=True)
+    indices = list(range(len(texts)))
+    if max_hypotheses is not None and len(indices) > max_hypotheses:
+        indices = random.Random(seed).sample(indices, max_hypotheses)
+    total = 0.0
+    for i in indices:
+        others = texts[:i] + texts[i + 1 :]
+        total += metric.sentence_score(texts[i], others).score / 100.0
+    return total / len(indices)

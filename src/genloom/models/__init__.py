@@ -1,0 +1,7 @@
+"""Model families. ``FAMILIES`` maps a config's ``family`` to its module; grep the name to find the code."""
+
+from genloom.models import rnnlm
+
+FAMILIES = {
+    "rnnlm": rnnlm,
+}

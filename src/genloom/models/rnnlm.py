@@ -1,0 +1,119 @@
+"""The recurrent language model: embeddings → LSTM/GRU layers → softmax over the vocabulary.
+
+Zaremba et al. 2014 ("Recurrent Neural Network Regularization") is the reference
+recipe; ``configs/rnnlm_ptb_small.yaml`` is its small model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genloom.data.batching import Batch
+from genloom.errors import UserError
+from genloom.nn.rnn import RNNState, make_rnn, reorder_state
+from genloom.train.loop import LossOutput
+
+
+@dataclass
+class RNNLMConfig:
+    """The RNN LM's shape. ``vocab_size`` is filled in from the tokenizer.
+
+    ``tie_embeddings`` shares the input embedding with the output layer (Press &
+    Wolf 2017); when ``hidden_dim`` differs from ``embed_dim`` a projection maps
+    the hidden state to the embedding size first. ``init_range`` > 0 initialises
+    every weight uniformly in [-init_range, init_range] (Zaremba et al.).
+    """
+
+    vocab_size: int = 0
+    cell: Literal["lstm", "gru"] = "lstm"
+    embed_dim: int = 200
+    hidden_dim: int = 200
+    num_layers: int = 2
+    dropout: float = 0.0
+    tie_embeddings: bool = False
+    init_range: float = 0.1
+
+
+class RNNLM(nn.Module):
+    """An LSTM/GRU language model that honours the decoding step contract."""
+
+    def __init__(self, config: RNNLMConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.drop = nn.Dropout(config.dropout)
+        self.rnn = make_rnn(config.cell, config.embed_dim, config.hidden_dim, config.num_layers, config.dropout)
+        tie_projection = config.tie_embeddings and config.hidden_dim != config.embed_dim
+        self.project = nn.Linear(config.hidden_dim, config.embed_dim) if tie_projection else nn.Identity()
+        out_dim = config.embed_dim if config.tie_embeddings else config.hidden_dim
+        self.output = nn.Linear(out_dim, config.vocab_size)
+        if config.init_range > 0:
+            for param in self.parameters():
+                nn.init.uniform_(param, -config.init_range, config.init_range)
+        if config.tie_embeddings:
+            self.output.weight = self.embed.weight
+
+    def forward(self, tokens: Tensor, state: RNNState | None = None) -> tuple[Tensor, RNNState]:
+        """Logits for every position.
+
+        Args:
+            tokens: (B, T) token ids.
+            state: the recurrent state to start from; None starts from zeros.
+
+        Returns:
+            logits (B, T, V) and the state after the last position.
+        """
+        x = self.drop(self.embed(tokens))  # (B, T, E)
+        hidden, state = self.rnn(x, state)  # (B, T, H)
+        logits = self.output(self.project(self.drop(hidden)))  # (B, T, V)
+        return logits, state
+
+    def loss(self, batch: Batch, carry: RNNState | None = None) -> LossOutput:
+        """Mean token cross-entropy of ``batch``; ``carry`` is the state from the previous window."""
+        logits, state = self(batch.inputs, carry if batch.continues else None)
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(), reduction="none")  # (B*T,)
+        mask = batch.mask.flatten()
+        n_tokens = int(mask.sum())
+        loss = (nll * mask).sum() / max(n_tokens, 1)
+        return LossOutput(loss=loss, n_tokens=n_tokens, carry=state)
+
+    # The decoding step contract (see genloom.decoding.generate.StepModel).
+
+    def init_state(self, batch_size: int, context: Any = None) -> RNNState | None:
+        return None
+
+    def step(self, tokens: Tensor, state: RNNState | None) -> tuple[Tensor, RNNState]:
+        """(B, T) new tokens → logits (B, V) at the last one, and the advanced state."""
+        logits, state = self(tokens, state)
+        return logits[:, -1], state
+
+    def reorder_state(self, state: RNNState | None, index: Tensor) -> RNNState | None:
+        return reorder_state(state, index)
+
+    @property
+    def max_context(self) -> int | None:
+        return None
+
+
+def check_config(config: RNNLMConfig) -> None:
+    """Invariants with messages that say what was expected and what was given."""
+    for key in ("embed_dim", "hidden_dim", "num_layers"):
+        if getattr(config, key) < 1:
+            raise UserError(f"config key 'model.{key}' must be at least 1, got {getattr(config, key)}.")
+    if not 0.0 <= config.dropout < 1.0:
+        raise UserError(f"config key 'model.dropout' must lie in [0, 1), got {config.dropout}.")
+
+
+def build(config: RNNLMConfig) -> RNNLM:
+    check_config(config)
+    if config.vocab_size < 1:
+        raise UserError("the RNN LM needs model.vocab_size ≥ 1; it is normally taken from the tokenizer.")
+    return RNNLM(config)
+
+
+CONFIG = RNNLMConfig

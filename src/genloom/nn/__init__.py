@@ -1,0 +1,1 @@
+"""Shared building blocks. Each takes flat arguments, never a model family's config."""

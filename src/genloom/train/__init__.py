@@ -1,0 +1,1 @@
+"""The one training loop, its schedules and plots, and the per-family recipes that call it."""

@@ -1,0 +1,47 @@
+"""Optimizers and learning-rate schedules: the LR is a pure function of the step, so resuming needs no scheduler object."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from genloom.config import TrainConfig
+
+
+def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, Adam or SGD (with optional momentum) over ``params``."""
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int, epoch: int) -> float:
+    """The LR for optimizer step ``step`` (0-based) of ``total_steps``, during epoch ``epoch`` (0-based).
+
+    Linear warm-up over ``warmup_steps``, then the schedule: ``constant``;
+    ``linear`` or ``cosine`` decay to ``min_lr_ratio * lr`` at ``total_steps``;
+    ``step``: ``lr * lr_decay ** max(0, epoch + 1 - lr_decay_start)``.
+
+    Example:
+        >>> cfg = TrainConfig(lr=1.0, schedule="linear", warmup_steps=2)
+        >>> [round(learning_rate(cfg, s, 6, 0), 2) for s in range(6)]
+        [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.lr_decay ** max(0, epoch + 1 - cfg.lr_decay_start)
+    span = max(1, total_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    floor = cfg.min_lr_ratio * cfg.lr
+    if cfg.schedule == "linear":
+        return floor + (cfg.lr - floor) * (1.0 - progress)
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
