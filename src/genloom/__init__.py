@@ -9,6 +9,7 @@
 __version__ = "0.1.0"
 
 
+
 def load(path, device=None):
     """Load a checkpoint directory; see ``genloom.api.load``."""
     from genloom.api import load as _load
@@ -16,11 +17,8 @@ def load(path, device=None):
     return _load(path, device=device)
 
 
-def train(config, overrides=None, resume=False, device=None):
-    """Run a YAML recipe (a path) or a ``RunConfig``; see ``genloom.api.train``."""
-    from genloom.api import train as _train
-
-    return _train(config, overrides=overrides, resume=resume, device=device)
-
+# ``genloom.train`` is the subpackage genloom/train/ (loop, recipes) and is also
+# callable: ``genloom.train("configs/x.yaml")`` runs a recipe (see train/__init__.py).
+from genloom import train  # noqa: E402
 
 __all__ = ["load", "train", "__version__"]

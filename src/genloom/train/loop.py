@@ -175,9 +175,13 @@ def fit(
         if state["step"] >= total_steps:
             print(f"{run_dir} already finished {state['step']} of {total_steps} steps; nothing to resume.", file=sys.stderr)
 
+    # The RNG as it was right after the last completed step: a snapshot taken on Ctrl-C, in the
+    # middle of a step whose dropout masks were already drawn, must not include those draws.
+    step_rng = rng_state()
+
     def snapshot() -> None:
         trainer = {key: state[key] for key in state}
-        trainer.update(optimizer=optimizer.state_dict(), rng=rng_state())
+        trainer.update(optimizer=optimizer.state_dict(), rng=step_rng)
         save_snapshot(run_dir, state["step"], model.state_dict(), trainer)
         if valid_batches is None:
             save_tensors(run_dir / "model.safetensors", model.state_dict())
@@ -218,7 +222,7 @@ def fit(
                 batch = batches[index].to(device)
                 with autocast_for(device, cfg.precision):
                     out = model.loss(batch, carry)
-                value = float(out.loss)
+                value = float(out.loss.detach())
                 if not math.isfinite(value):
                     raise UserError(
                         f"training stopped at step {state['step']}: the loss became {value}; the last good checkpoint "
@@ -236,6 +240,7 @@ def fit(
                 grad_norm = optimizer_step(model, optimizer, lr, cfg.grad_clip)
                 state["step"] += 1
                 state["batch"], state["carry"] = index + 1, carry
+                step_rng = rng_state()
                 bar.update(1)
                 if state["step"] % cfg.log_every == 0 or state["step"] == total_steps:
                     elapsed = max(time.time() - window_start, 1e-9)

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny corpus, a tiny recipe, and one tiny trained checkpoint per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genloom.apps.toy_grammar import corpus
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def write_corpus(folder: Path, train: int = 300, valid: int = 40) -> dict[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, size, seed in (("train", train, 1), ("valid", valid, 2), ("test", valid, 3)):
+        path = folder / f"{name}.txt"
+        path.write_text("\n".join(corpus(size, seed)) + "\n", encoding="utf-8")
+        paths[name] = str(path)
+    return paths
+
+
+def tiny_recipe(folder: Path, **train_overrides) -> dict:
+    """A recipe that trains a tiny LSTM LM in a second or two on CPU."""
+    paths = write_corpus(folder / "data")
+    train = {"optimizer": "adamw", "lr": 0.01, "schedule": "cosine", "max_steps": 12, "batch_size": 16,
+             "eval_batch_size": 16, "eval_every": 4, "log_every": 1, "seed": 0, "device": "cpu"}
+    train.update(train_overrides)
+    return {
+        "family": "rnnlm",
+        "out_dir": str(folder / "run"),
+        "data": {"train": paths["train"], "valid": paths["valid"], "test": paths["test"], "batching": "sentences"},
+        "tokenizer": {"kind": "word", "vocab_size": 100},
+        "model": {"embed_dim": 16, "hidden_dim": 24, "num_layers": 1},
+        "train": train,
+    }
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny trained RNN LM checkpoint, shared by the tests that only read it."""
+    import genloom
+
+    folder = tmp_path_factory.mktemp("trained")
+    genloom.train(tiny_recipe(folder, max_steps=40, eval_every=20))
+    return folder / "run"

@@ -1,0 +1,73 @@
+"""Round trips for every tokenizer kind (property tests), special ids, and save/load."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genloom.data.tokenizers import Tokenizer
+from genloom.errors import UserError
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Words from several scripts; no special-token text.
+WORD = st.text(alphabet=st.characters(codec="utf-8", categories=("L", "N", "P", "S")), min_size=1, max_size=8).filter(
+    lambda w: w not in ("<pad>", "<bos>", "<eos>", "<unk>"))
+TEXTS = st.lists(st.lists(WORD, min_size=1, max_size=6).map(" ".join), min_size=1, max_size=5)
+
+
+@SETTINGS
+@given(texts=TEXTS)
+def test_word_round_trip(texts):
+    tok = Tokenizer.train("word", texts, vocab_size=10_000)
+    for text in texts:
+        assert tok.decode(tok.encode(text)) == text
+
+
+@SETTINGS
+@given(texts=st.lists(st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r"), min_size=1, max_size=30),
+                      min_size=1, max_size=5))
+def test_char_round_trip_keeps_every_character(texts):
+    tok = Tokenizer.train("char", texts, vocab_size=10_000)
+    for text in texts:
+        assert tok.decode(tok.encode(text)) == text
+
+
+@SETTINGS
+@given(texts=st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=5), probe=st.text(max_size=40))
+def test_bpe_round_trip_is_exact_even_for_unseen_text(texts, probe):
+    tok = Tokenizer.train("bpe", texts, vocab_size=300)
+    for text in texts + [probe]:
+        assert tok.decode(tok.encode(text)) == text
+
+
+@SETTINGS
+@given(texts=TEXTS)
+def test_unigram_round_trip(texts):
+    tok = Tokenizer.train("unigram", texts, vocab_size=200)
+    for text in texts:
+        assert tok.decode(tok.encode(text)) == text
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe", "unigram"])
+def test_special_ids_are_fixed_and_save_load_keeps_everything(kind):
+    texts = ["the cat sat on the mat", "a dog ran"]
+    tok = Tokenizer.train(kind, texts, vocab_size=120)
+    assert (tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id) == (0, 1, 2, 3)
+    again = Tokenizer.from_json(tok.save("tokenizer.json"))
+    assert again.kind == kind
+    assert again.encode(texts[0]) == tok.encode(texts[0])
+    assert tok.decode([tok.bos_id] + tok.encode("a dog") + [tok.eos_id, tok.pad_id]) == "a dog"
+
+
+def test_word_frequency_cutoff_and_max_size():
+    texts = ["a a a b b c"]
+    assert Tokenizer.train("word", texts, vocab_size=100, min_frequency=2).decode(
+        Tokenizer.train("word", texts, vocab_size=100, min_frequency=2).encode("a b c")) == "a b <unk>"
+    small = Tokenizer.train("word", texts, vocab_size=5)  # four specials + the most frequent word
+    assert small.vocab_size == 5 and small.decode(small.encode("a b")) == "a <unk>"
+
+
+def test_bad_kind_and_corrupt_file():
+    with pytest.raises(UserError, match="unknown tokenizer kind 'wordpiece'"):
+        Tokenizer.train("wordpiece", ["x"])
+    with pytest.raises(UserError, match="not a valid tokenizer file"):
+        Tokenizer.from_json('{"model": ')

@@ -1,0 +1,61 @@
+"""Each logits processor on hand-made logits, and none modifies its input."""
+
+import pytest
+import torch
+
+from genloom.decoding.processors import MinNewTokens, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP
+
+INF = float("-inf")
+
+
+def applied(processor, tokens, logits):
+    before = logits.clone()
+    out = processor(tokens, logits)
+    assert torch.equal(logits, before), f"{type(processor).__name__} modified its input"
+    return out
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_scores():
+    logits = torch.tensor([[2.0, -2.0, 1.0, 3.0]])
+    out = applied(RepetitionPenalty(2.0), torch.tensor([[0, 1, 1]]), logits)
+    assert out.tolist() == [[1.0, -4.0, 1.0, 3.0]]
+
+
+def test_no_repeat_ngram_bans_completions_of_seen_ngrams():
+    tokens = torch.tensor([[5, 6, 7, 5, 6], [1, 2, 3, 4, 5]])
+    out = applied(NoRepeatNGram(3), tokens, torch.zeros(2, 8))
+    assert out[0].tolist() == [0, 0, 0, 0, 0, 0, 0, INF]  # (5, 6) was followed by 7 before
+    assert torch.isfinite(out[1]).all()
+    unigram = applied(NoRepeatNGram(1), torch.tensor([[3, 4]]), torch.zeros(1, 6))
+    assert unigram.tolist() == [[0, 0, 0, INF, INF, 0]]
+
+
+def test_min_new_tokens_masks_eos_per_row():
+    tokens = torch.zeros(2, 4, dtype=torch.long)
+    out = applied(MinNewTokens(2, eos_id=1, prompt_lengths=torch.tensor([1, 3])), tokens, torch.zeros(2, 3))
+    assert out.tolist() == [[0, 0, 0], [0, INF, 0]]  # row 0 has 3 new tokens, row 1 only 1
+
+
+def test_top_k_keeps_k_best():
+    out = applied(TopK(2), None, torch.tensor([[1.0, 4.0, 3.0, 2.0]]))
+    assert out.tolist() == [[INF, 4.0, 3.0, INF]]
+    assert applied(TopK(0), None, torch.tensor([[1.0, 2.0]])).tolist() == [[1.0, 2.0]]
+
+
+def test_temperature_scales():
+    assert applied(Temperature(0.5), None, torch.tensor([[1.0, -2.0]])).tolist() == [[2.0, -4.0]]
+
+
+@pytest.mark.parametrize("p, kept", [(0.5, [True, False, False]), (0.8, [True, True, False]),
+                                     (0.81, [True, True, True]), (0.3, [True, False, False])])
+def test_top_p_keeps_the_smallest_set_with_mass_at_least_p(p, kept):
+    logits = torch.tensor([[0.3, 0.5, 0.2]]).log()  # sorted: 0.5, 0.3, 0.2
+    out = applied(TopP(p), None, logits)
+    assert torch.isfinite(out)[0].tolist() == [kept[1], kept[0], kept[2]]
+
+
+@pytest.mark.parametrize("make", [lambda: RepetitionPenalty(0), lambda: NoRepeatNGram(0), lambda: TopK(-1),
+                                  lambda: Temperature(0), lambda: TopP(0), lambda: TopP(1.1)])
+def test_arguments_are_checked_at_construction(make):
+    with pytest.raises(ValueError):
+        make()

@@ -1,0 +1,125 @@
+"""The shared training loop: exact resume, determinism, the NaN guard, early stopping, schedules."""
+
+import json
+
+import pytest
+
+import genloom
+import genloom.train.loop as loop
+from genloom.config import TrainConfig
+from genloom.errors import UserError
+from genloom.models.rnnlm import RNNLM
+from genloom.train.optim import learning_rate
+from tests.conftest import tiny_recipe
+
+
+def train_losses(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["loss"]) for r in map(json.loads, lines) if r["split"] == "train"]
+
+
+def stream_recipe(folder, **train):
+    recipe = tiny_recipe(folder, **{"max_steps": 14, "eval_every": 3, "bptt": 6, "batch_size": 4, **train})
+    recipe["data"]["batching"] = "stream"
+    recipe["model"].update(dropout=0.3, num_layers=2)
+    return recipe
+
+
+@pytest.mark.parametrize("batching", ["stream", "sentences"])
+def test_a_run_stopped_at_step_k_and_resumed_gives_the_same_losses(tmp_path, monkeypatch, batching):
+    make = stream_recipe if batching == "stream" else lambda f: tiny_recipe(f, max_steps=14, eval_every=3, batch_size=64)
+    if batching == "sentences":  # the tiny corpus is 5 batches an epoch, so the run crosses epochs
+        pass
+    reference = make(tmp_path / "a")
+    genloom.train(reference)
+
+    interrupted = make(tmp_path / "b")
+    real_step = loop.optimizer_step
+    calls = {"n": 0}
+
+    def stop_at_step_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", stop_at_step_5)
+    with pytest.raises(loop.TrainingInterrupted, match="interrupted at step 5"):
+        genloom.train(interrupted)
+    monkeypatch.setattr(loop, "optimizer_step", real_step)
+    genloom.train(interrupted, resume=True)
+
+    expected = train_losses(tmp_path / "a" / "run")
+    assert len(expected) == 14
+    assert train_losses(tmp_path / "b" / "run") == expected
+
+
+def test_same_seed_same_losses(tmp_path):
+    genloom.train(tiny_recipe(tmp_path / "a"))
+    genloom.train(tiny_recipe(tmp_path / "b"))
+    assert train_losses(tmp_path / "a" / "run") == train_losses(tmp_path / "b" / "run")
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    recipe = tiny_recipe(tmp_path, max_steps=20, eval_every=4)
+    real_loss = RNNLM.loss
+    calls = {"n": 0}
+
+    def loss_that_explodes(self, batch, carry=None):
+        out = real_loss(self, batch, carry)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 7:
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(RNNLM, "loss", loss_that_explodes)
+    with pytest.raises(UserError, match=r"training stopped at step 6: the loss became nan; the last good checkpoint"):
+        genloom.train(recipe)
+    run = tmp_path / "run"
+    assert json.loads((run / "state" / "latest.json").read_text())["step"] == 4
+    genloom.load(run)  # the best weights so far still load
+
+
+def test_training_into_an_existing_checkpoint_needs_resume_and_destroys_nothing(tmp_path):
+    recipe = tiny_recipe(tmp_path, max_steps=4)
+    genloom.train(recipe)
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    with pytest.raises(UserError, match="already holds a checkpoint; pass --resume"):
+        genloom.train(recipe)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
+
+
+def test_resume_refuses_a_changed_model(tmp_path):
+    recipe = tiny_recipe(tmp_path, max_steps=4)
+    genloom.train(recipe)
+    recipe["model"]["hidden_dim"] = 32
+    with pytest.raises(UserError, match="its 'model' settings differ"):
+        genloom.train(recipe, resume=True)
+
+
+def test_early_stopping_and_outputs(tmp_path):
+    recipe = tiny_recipe(tmp_path, max_steps=200, eval_every=1, patience=2, lr=1.0, optimizer="sgd",
+                         schedule="constant", grad_clip=None)
+    summary = genloom.train(recipe)
+    run = tmp_path / "run"
+    assert summary["steps"] < 200
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"train", "valid"} <= {r["split"] for r in records}
+    assert "tokens_per_s" in records[0] and (run / "curves.png").stat().st_size > 1000
+    assert "test_perplexity" in summary
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+    summary = genloom.train(tiny_recipe(tmp_path, max_steps=3, grad_accum=2, log_every=1))
+    assert summary["steps"] == 3
+
+
+def test_learning_rate_schedules():
+    assert [learning_rate(TrainConfig(lr=1.0, schedule="constant", warmup_steps=4), s, 10, 0) for s in (0, 3, 9)] == \
+        [0.25, 1.0, 1.0]
+    cosine = TrainConfig(lr=1.0, schedule="cosine", min_lr_ratio=0.1)
+    assert learning_rate(cosine, 0, 10, 0) == 1.0 and learning_rate(cosine, 10, 10, 0) == pytest.approx(0.1)
+    assert learning_rate(cosine, 5, 10, 0) == pytest.approx(0.55)
+    step = TrainConfig(lr=20.0, schedule="step", lr_decay=0.5, lr_decay_start=4)
+    assert [learning_rate(step, 0, 100, e) for e in range(6)] == [20.0, 20.0, 20.0, 20.0, 10.0, 5.0]
