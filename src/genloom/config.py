@@ -24,7 +24,8 @@ from genloom.errors import UserError
 class DataConfig:
     """Where the text comes from and how it is cut into batches.
 
-    ``format``: ``lines`` (one text per line, ``.txt`` or ``.txt.gz``), ``jsonl``
+    ``format``: ``lines`` (one text per line, ``.txt`` or ``.txt.gz``), ``text``
+    (the whole file as one text, newlines kept: for character-level streams), ``jsonl``
     (one JSON object per line; ``field`` names the text) or ``tsv`` (``field`` is
     the column index). ``batching``: ``stream`` concatenates all texts (each
     ending in EOS) and cuts the stream into ``bptt``-long windows whose recurrent
@@ -36,7 +37,7 @@ class DataConfig:
     train: str = ""
     valid: str | None = None
     test: str | None = None
-    format: Literal["lines", "jsonl", "tsv"] = "lines"
+    format: Literal["lines", "text", "jsonl", "tsv"] = "lines"
     field: str | None = None
     batching: Literal["stream", "sentences"] = "sentences"
     max_length: int = 256
@@ -134,7 +135,7 @@ def from_dict(cls: type, values: Any, where: str) -> Any:
     for key, value in values.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}."
             raise UserError(f"unknown config key '{path}'{hint}")
         kwargs[key] = _coerce(hints[key], value, path)

@@ -104,6 +104,9 @@ def read_corpus(path: str | Path, format: str = "lines", field: str | None = Non
     """Texts for a language model from any single-text format of ``DataConfig``."""
     if format == "lines":
         return read_lines(path, lowercase)
+    if format == "text":  # the whole file as one text, newlines kept (character-level streams)
+        text = read_text(path)
+        return [text.lower() if lowercase else text]
     if format == "jsonl":
         texts = [row[0] for row in read_jsonl(path, [field or "text"])]
     elif format == "tsv":
@@ -113,7 +116,7 @@ def read_corpus(path: str | Path, format: str = "lines", field: str | None = Non
             raise UserError(f"{path} has a line with fewer than {column + 1} tab-separated fields.")
         texts = [parts[column] for parts in with_columns]
     else:
-        raise UserError(f"unknown data format '{format}'; expected lines, jsonl or tsv.")
+        raise UserError(f"unknown data format '{format}'; expected lines, text, jsonl or tsv.")
     texts = [t.strip().lower() if lowercase else t.strip() for t in texts if t.strip()]
     if not texts:
         raise UserError(f"data file is empty: {path}")

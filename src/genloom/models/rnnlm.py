@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genloom.data.batching import Batch
 from genloom.errors import UserError
+from genloom.nn.losses import masked_cross_entropy
 from genloom.nn.rnn import RNNState, make_rnn, reorder_state
 from genloom.train.loop import LossOutput
 
@@ -76,11 +76,8 @@ class RNNLM(nn.Module):
     def loss(self, batch: Batch, carry: RNNState | None = None) -> LossOutput:
         """Mean token cross-entropy of ``batch``; ``carry`` is the state from the previous window."""
         logits, state = self(batch.inputs, carry if batch.continues else None)
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(), reduction="none")  # (B*T,)
-        mask = batch.mask.flatten()
-        n_tokens = int(mask.sum())
-        loss = (nll * mask).sum() / max(n_tokens, 1)
-        return LossOutput(loss=loss, n_tokens=n_tokens, carry=state)
+        return LossOutput(loss=masked_cross_entropy(logits, batch.targets, batch.mask), n_tokens=batch.num_tokens,
+                          carry=state)
 
     # The decoding step contract (see genloom.decoding.generate.StepModel).
 

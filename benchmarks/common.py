@@ -1,0 +1,46 @@
+"""What every benchmark script shares: locating the staged data, describing the device, writing results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def require_data(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        sys.exit(f"this benchmark needs the staged corpus {path} (see ../shared/data/README.md).")
+    return path
+
+
+def device_description(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_result(name: str, quick: bool, record: dict) -> Path:
+    """Write ``benchmarks/results/<name>[_quick].json`` in the format of ../shared/BENCHMARKS.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
+    record = {"benchmark": name, "command": " ".join(["python"] + sys.argv), "git_commit": git_commit(), **record}
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,131 @@
+"""The command line: each command works, and every kind of bad input is one line on stderr with exit 2."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from genloom.cli import main
+from tests.conftest import tiny_recipe
+
+
+def run_cli(*args):
+    """Run ``python -m genloom`` in a fresh process: what a user sees, tracebacks included."""
+    return subprocess.run([sys.executable, "-m", "genloom", *map(str, args)], capture_output=True, text=True)
+
+
+def write_recipe(tmp_path, **changes):
+    recipe = tiny_recipe(tmp_path)
+    for key, value in changes.items():
+        section, name = key.split(".")
+        recipe[section][name] = value
+    path = tmp_path / "recipe.yaml"
+    path.write_text("# a tiny test recipe\n" + yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def empty_file(path):
+    path.write_text("", encoding="utf-8")
+    return path
+
+
+def assert_one_line_error(result, pattern):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert pattern in lines[0], lines[0]
+
+
+def test_train_generate_evaluate_end_to_end(tmp_path):
+    recipe = write_recipe(tmp_path)
+    result = run_cli("train", recipe, "train.max_steps=6")
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    result = run_cli("generate", run, "--prompt", "the cat", "--stream", "--max-new-tokens", "5")
+    assert result.returncode == 0 and result.stdout.startswith("the cat")
+    result = run_cli("evaluate", run, "--data", tmp_path / "data" / "test.txt", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["perplexity"] > 1
+
+
+def test_generate_methods_and_input_file(trained_run, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the cat\ntwo dogs\n", encoding="utf-8")
+    assert main(["generate", str(trained_run), "--input", str(prompts), "--beam", "3", "--n-best", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("the cat") and lines[2].startswith("two dogs")
+    assert main(["generate", str(trained_run), "--method", "sample", "--num-samples", "3", "--seed", "1",
+                 "--top-p", "0.9", "--max-new-tokens", "8"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_validate_accepts_a_good_recipe_and_names_a_missing_file(tmp_path, capsys):
+    recipe = write_recipe(tmp_path)
+    assert main(["validate", str(recipe)]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["validate", str(recipe), "data.valid=nowhere.txt"]) == 2
+    assert "data.valid names a file that does not exist: nowhere.txt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda p: p / "missing.yaml", "config file not found"),
+    (lambda p: empty_file(p / "empty.yaml"), "is empty"),
+    (lambda p: write_recipe(p, **{"train.lrate": 0.1}), "unknown config key 'train.lrate'; did you mean 'lr'?"),
+    (lambda p: write_recipe(p, **{"train.lr": "fast"}), "'train.lr' must be a float, got a string 'fast'"),
+    (lambda p: write_recipe(p, **{"data.train": str(p / "none.txt")}), "data file not found"),
+])
+def test_bad_recipes_are_one_line_errors(tmp_path, make, pattern):
+    assert_one_line_error(run_cli("train", make(tmp_path)), pattern)
+
+
+def test_undecodable_and_empty_data_name_the_file(tmp_path):
+    recipe = write_recipe(tmp_path)
+    bad = tmp_path / "data" / "train.txt"
+    bad.write_bytes(b"the cat sees a dog .\n\xc3\x28 oops\n")
+    assert_one_line_error(run_cli("train", recipe), "train.txt is not valid UTF-8: undecodable byte 0xc3 at byte offset 21")
+    bad.write_text("\n\n", encoding="utf-8")
+    assert_one_line_error(run_cli("train", recipe), "data file is empty")
+
+
+def test_unusable_checkpoints_are_one_line_errors_and_stay_untouched(trained_run, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    snapshot = {p.name: p.read_bytes() for p in broken.iterdir() if p.is_file()}
+    assert_one_line_error(run_cli("generate", broken), "is truncated or corrupt")
+    assert {p.name: p.read_bytes() for p in broken.iterdir() if p.is_file()} == snapshot
+
+    other = tmp_path / "other"
+    shutil.copytree(trained_run, other)
+    config = json.loads((other / "config.json").read_text())
+    config["family"] = "diffusion"
+    (other / "config.json").write_text(json.dumps(config))
+    assert_one_line_error(run_cli("generate", other), "unknown model family 'diffusion'")
+
+    (other / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
+    assert_one_line_error(run_cli("evaluate", other, "--data", other / "config.json"), "is not a genloom checkpoint config")
+    assert_one_line_error(run_cli("generate", tmp_path / "nowhere"), "checkpoint not found")
+
+
+def test_bad_options_are_one_line_errors(trained_run):
+    assert_one_line_error(run_cli("generate", trained_run, "--top-p", "2"), "top_p must lie in (0, 1]")
+    assert_one_line_error(run_cli("generate", trained_run, "--temperature", "abc"), "invalid float value")
+    assert_one_line_error(run_cli("train"), "the following arguments are required: config")
+
+
+def test_every_command_documents_every_option():
+    import argparse
+
+    from genloom.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) == {"train", "generate", "evaluate", "validate", "demo"}
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help, f"'genloom {name}' option {action.option_strings or action.dest} has no help"
+        assert run_cli(name, "--help").returncode == 0
