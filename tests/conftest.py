@@ -43,5 +43,5 @@ def trained_run(tmp_path_factory) -> Path:
     import genloom
 
     folder = tmp_path_factory.mktemp("trained")
-    genloom.train(tiny_recipe(folder, max_steps=40, eval_every=20))
+    genloom.train(tiny_recipe(folder, max_steps=80, eval_every=40, lr=0.03))
     return folder / "run"

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
 from genloom.errors import UserError
@@ -65,19 +65,8 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
 
 def save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
     """Save tensors as safetensors, atomically (shared storage is copied, as safetensors requires)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    payload = save({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write(path, payload)
 
 
 def load_tensors(path: str | Path) -> dict[str, Tensor]:

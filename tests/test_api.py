@@ -1,0 +1,50 @@
+"""The Python API: load, stream, complete, evaluate; family checks."""
+
+import pytest
+
+import genloom
+from genloom.api import load
+from genloom.errors import UserError
+from tests.conftest import tiny_recipe
+
+
+def test_streamed_pieces_join_to_the_batched_greedy_output(trained_run):
+    lm = genloom.load(trained_run, device="cpu")
+    pieces = list(lm.generate("the cat", max_new_tokens=15))
+    assert len(pieces) > 1
+    (batched,) = lm.complete(["the cat"], max_new_tokens=15)
+    assert "".join(pieces) == batched[0]
+
+
+def test_beam_n_best_is_sorted_and_distinct(trained_run):
+    lm = genloom.load(trained_run, device="cpu")
+    (nbest,) = lm.complete(["two"], method="beam", num_beams=4, num_return_sequences=3, max_new_tokens=12)
+    assert len(nbest) == 3 and len(set(nbest)) == 3
+
+
+def test_stop_strings_cut_the_text(trained_run):
+    lm = genloom.load(trained_run, device="cpu")
+    full = "".join(lm.generate("the", max_new_tokens=20))
+    word = full.split()[1]
+    cut = "".join(lm.generate("the", max_new_tokens=20, stop_strings=[word]))
+    assert word not in cut and full.startswith(cut)
+
+
+def test_evaluate_texts_and_unknown_options(trained_run):
+    lm = genloom.load(trained_run, device="cpu")
+    result = lm.evaluate(["the cat sees a dog .", "two dogs see the cats ."])
+    assert result["tokens"] == 14 and 1.0 < result["perplexity"] < 100
+    with pytest.raises(UserError, match="unknown generation option 'beams'"):
+        list(lm.generate("the", beams=3))
+    with pytest.raises(UserError, match="no text to evaluate"):
+        lm.evaluate(["  "])
+
+
+def test_a_checkpoint_of_another_family_is_refused(trained_run):
+    with pytest.raises(UserError, match="holds a 'rnnlm' checkpoint, but this command needs a 'seq2seq' one"):
+        load(trained_run, family="seq2seq")
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    summary = genloom.train(tiny_recipe(tmp_path, max_steps=3, precision="bf16"))
+    assert summary["steps"] == 3 and summary["best_valid_loss"] < 10
