@@ -104,3 +104,11 @@ def test_prompt_longer_than_the_context_is_refused():
 def test_bad_generation_options_are_user_errors(options, message):
     with pytest.raises(UserError, match=message):
         GenerationConfig(**options)
+
+
+def test_repetition_penalty_never_punishes_the_start_token():
+    """Regression: a stream-trained LM starts from EOS; penalising that start token made texts never end."""
+    table = [{None: {EOS: 0.5, A: 0.3, B: 0.2}}]
+    cfg = GenerationConfig(repetition_penalty=10.0, max_new_tokens=3)
+    steps = list(generate(ScriptedDecoder(table), [[EOS]], cfg, eos_id=EOS))
+    assert int(steps[0].tokens[0]) == EOS

@@ -103,7 +103,12 @@ class Hypothesis:
 
 
 def build_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, for_sampling: bool) -> list:
-    """The processor chain in its fixed order (see ``processors.process``)."""
+    """The processor chain in its fixed order (see ``processors.process``).
+
+    Processors see each row's history without its start token (BOS, or EOS for a
+    stream-trained LM), so a repetition penalty never punishes ending a text;
+    ``prompt_lengths`` count the prompt without that token too.
+    """
     chain: list = []
     if cfg.repetition_penalty != 1.0:
         chain.append(RepetitionPenalty(cfg.repetition_penalty))
@@ -203,7 +208,7 @@ def generate(
     device, lengths, padded, common, state = _prepare(model, prompts, context, max_context)
     sampling = cfg.method == "sample"
     choose = sample_choice if sampling else greedy_choice
-    processors = build_processors(cfg, eos_id, lengths, for_sampling=sampling)
+    processors = build_processors(cfg, eos_id, lengths - 1, for_sampling=sampling)
     generator = _seeded_generator(cfg.seed, device)
     history = padded[:, :common]  # (B, T)
     logits, state = model.step(history, state)  # (B, V)
@@ -213,7 +218,7 @@ def generate(
     new_tokens: list[list[int]] = [[] for _ in range(batch)]
     for position in range(common, int(lengths.max()) + cfg.max_new_tokens):
         forced = position < lengths  # (B,)
-        chosen = choose(process(processors, history, logits.float()), generator)  # (B,)
+        chosen = choose(process(processors, history[:, 1:], logits.float()), generator)  # (B,)
         forced_token = padded[:, min(position, padded.size(1) - 1)]
         tokens = torch.where(forced, forced_token, chosen)
         tokens = torch.where(finished, torch.full_like(tokens, eos_id), tokens)
@@ -298,7 +303,7 @@ def beam_search(
     """
     device, lengths, padded, common, state = _prepare(model, prompts, context, max_context)
     batch, beams = len(prompts), cfg.num_beams
-    processors = build_processors(cfg, eos_id, lengths.repeat_interleave(beams), for_sampling=False)
+    processors = build_processors(cfg, eos_id, lengths.repeat_interleave(beams) - 1, for_sampling=False)
     logits, state = model.step(padded[:, :common], state)  # (B, V)
     state = _expand(model, state, batch, beams, device)
     logits = logits.repeat_interleave(beams, dim=0)  # (B*K, V)
@@ -311,7 +316,7 @@ def beam_search(
     rows = torch.arange(batch, device=device)
     for position in range(common, int(lengths.max()) + cfg.max_new_tokens):
         forced = position < lengths  # (B,)
-        lprobs = torch.log_softmax(process(processors, history, logits.float()), dim=-1)
+        lprobs = torch.log_softmax(process(processors, history[:, 1:], logits.float()), dim=-1)
         lprobs = _force(lprobs.view(batch, beams, -1), forced, padded[:, min(position, padded.size(1) - 1)])
         cand_scores, cand_beams, cand_tokens = _candidates(scores, lprobs, 2 * beams)
         new_count += (~forced).long()

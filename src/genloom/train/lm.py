@@ -33,7 +33,10 @@ def lm_batches(ids: list[list[int]], tokenizer: Tokenizer, data: DataConfig, bat
     """Batches for one pass: a TBPTT stream or bucketed whole texts (shuffled when ``generator`` is given)."""
     if data.batching == "stream":
         stream = torch.tensor([t for seq in ids for t in seq + [tokenizer.eos_id]], dtype=torch.long)
-        return stream_batches(stream, batch_size, bptt)
+        try:
+            return stream_batches(stream, batch_size, bptt)
+        except ValueError as error:
+            raise UserError(f"the text is too short to batch: {error}") from None
     return list(sentence_batches(ids, batch_size, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id, generator))
 
 
@@ -130,8 +133,6 @@ def evaluate_texts(model: Any, tokenizer: Tokenizer, recipe: dict[str, Any], tex
     data = from_dict(DataConfig, recipe["data"], "data")
     train_cfg = recipe["train"]
     ids = encode_texts(texts, tokenizer, data)
-    if data.batching == "stream" and sum(len(s) + 1 for s in ids) <= train_cfg["eval_batch_size"]:
-        raise UserError("the evaluation text is too short for the recipe's eval_batch_size.")
     batches = lm_batches(ids, tokenizer, data, train_cfg["eval_batch_size"], train_cfg["bptt"])
     result = evaluate(model, batches, device, train_cfg.get("precision", "fp32"))
     result["bits_per_token"] = result["loss"] / math.log(2)
