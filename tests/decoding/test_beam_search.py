@@ -112,3 +112,18 @@ def test_repetition_penalty_never_punishes_the_start_token():
     cfg = GenerationConfig(repetition_penalty=10.0, max_new_tokens=3)
     steps = list(generate(ScriptedDecoder(table), [[EOS]], cfg, eos_id=EOS))
     assert int(steps[0].tokens[0]) == EOS
+
+
+def test_early_poor_hypotheses_do_not_crowd_out_the_best_one():
+    """Regression: a row stopped once it had num_beams finished hypotheses, even when those were short,
+    poor ones finished early and a far better beam was still open; now the best K are kept and the row
+    goes on while an open beam can still beat them."""
+    table = [
+        {None: {A: 0.9, EOS: 0.05, B: 0.05}},
+        {A: {A: 0.98, EOS: 0.01, B: 0.01}, B: {EOS: 1.0}, None: {EOS: 1.0}},
+        {None: {EOS: 1.0}},
+    ]
+    cfg = GenerationConfig(method="beam", num_beams=2, num_return_sequences=2, max_new_tokens=5)
+    (nbest,) = beam_search(ScriptedDecoder(table), [[BOS]], cfg, eos_id=EOS)
+    assert nbest[0].tokens == [A, A]
+    assert nbest[0].score == pytest.approx(math.log(0.9 * 0.98) / 3)

@@ -11,17 +11,25 @@ from torch import Tensor
 
 @dataclass
 class Batch:
-    """One batch for a language model.
+    """One batch of target sequences, with their sources for conditional models.
 
     ``inputs`` and ``targets`` are (B, T) token ids, ``mask`` (B, T) is True where
     ``targets`` holds a real token. ``continues`` says that row b of this batch
     continues row b of the previous one, so recurrent state may carry over.
+    Sequence-to-sequence batches add ``source`` (B, S) ids and ``source_mask``
+    (B, S); ``source_extended`` (B, S) gives source words outside the vocabulary
+    temporary ids V, V+1, … and ``targets_extended`` points at them (the copy
+    mechanism's extended vocabulary, See et al. 2017).
     """
 
     inputs: Tensor
     targets: Tensor
     mask: Tensor
     continues: bool = False
+    source: Tensor | None = None
+    source_mask: Tensor | None = None
+    source_extended: Tensor | None = None
+    targets_extended: Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
         moved = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -19,6 +19,7 @@ from genloom.errors import UserError
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 KINDS = ("char", "word", "bpe", "unigram")
 
 

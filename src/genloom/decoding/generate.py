@@ -292,8 +292,9 @@ def beam_search(
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns the ``cfg.num_return_sequences`` best hypotheses of each prompt.
 
-    A row stops once it has ``num_beams`` finished hypotheses (fairseq's
-    default); at ``max_new_tokens`` its open beams are finished as they are.
+    Each row keeps its ``num_beams`` best finished hypotheses; it stops when the
+    best open beam can no longer beat the worst of them (see ``_cannot_improve``),
+    or at ``max_new_tokens``, where its open beams are finished as they are.
     Scores are summed log-probabilities of the new tokens (EOS included) divided
     by length ** ``length_penalty``.
 
@@ -331,22 +332,23 @@ def beam_search(
             for score, beam, token in zip(cand_scores[b].tolist(), cand_beams[b].tolist(), cand_tokens[b].tolist()):
                 if score == float("-inf") or kept == beams:
                     break
-                new = _beam_tokens(history, padded, lengths, b * beams + beam, b) + [token]
+                new = _beam_tokens(history, lengths, b * beams + beam, b) + [token]
                 ends = not bool(forced[b]) and (token == eos_id or _stop_hit(cfg.stop_strings, detokenize, new))
                 if ends:
-                    if len(finished[b]) < beams:
-                        text = new[:-1] if token == eos_id else new
-                        finished[b].append(Hypothesis(text, _normalised(score, len(new), cfg.length_penalty)))
+                    text = new[:-1] if token == eos_id else new
+                    _add_finished(finished[b], Hypothesis(text, _normalised(score, len(new), cfg.length_penalty)), beams)
                     continue
                 keep_scores[b, kept], keep_beams[b, kept], keep_tokens[b, kept] = score, beam, token
                 kept += 1
-            if len(finished[b]) >= beams:
-                done[b] = True
-            elif bool(last_step[b]):
+            if bool(last_step[b]):
                 for k in range(kept):
-                    new = _beam_tokens(history, padded, lengths, b * beams + int(keep_beams[b, k]), b)
+                    new = _beam_tokens(history, lengths, b * beams + int(keep_beams[b, k]), b)
                     new.append(int(keep_tokens[b, k]))
-                    finished[b].append(Hypothesis(new, _normalised(float(keep_scores[b, k]), len(new), cfg.length_penalty)))
+                    _add_finished(finished[b], Hypothesis(new, _normalised(float(keep_scores[b, k]), len(new),
+                                                                           cfg.length_penalty)), beams)
+                done[b] = True
+            elif kept == 0 or (len(finished[b]) == beams and not bool(forced[b]) and _cannot_improve(
+                    finished[b], float(keep_scores[b, 0]), int(new_count[b]) + 1, cfg.length_penalty)):
                 done[b] = True
         if all(done):
             break
@@ -358,6 +360,23 @@ def beam_search(
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[: cfg.num_return_sequences] for hyps in finished]
 
 
-def _beam_tokens(history: Tensor, padded: Tensor, lengths: Tensor, flat_row: int, prompt_row: int) -> list[int]:
+def _beam_tokens(history: Tensor, lengths: Tensor, flat_row: int, prompt_row: int) -> list[int]:
     """The new (non-prompt) tokens of beam ``flat_row`` so far."""
     return history[flat_row, int(lengths[prompt_row]) :].tolist()
+
+
+def _add_finished(finished: list[Hypothesis], hypothesis: Hypothesis, capacity: int) -> None:
+    """Keep the ``capacity`` best finished hypotheses of a row (a better one evicts the worst)."""
+    finished.append(hypothesis)
+    if len(finished) > capacity:
+        finished.remove(min(finished, key=lambda h: h.score))
+
+
+def _cannot_improve(finished: list[Hypothesis], best_live: float, length: int, length_penalty: float) -> bool:
+    """Whether the best open beam, scored at its current length, is no better than the worst finished one.
+
+    Log-probabilities only fall as a beam grows, so this is exact for
+    ``length_penalty`` 0 and the usual heuristic otherwise (Hugging Face's
+    ``early_stopping=False``).
+    """
+    return _normalised(best_live, length, length_penalty) <= min(h.score for h in finished)
