@@ -88,18 +88,28 @@ class GenerationConfig:
 @dataclass
 class StepOutput:
     """One decoding step: ``tokens`` (B,) chosen this step; ``emitted`` (B,) is True where that token is
-    new text for the row (not a forced prompt token, not EOS, not after the row finished)."""
+    new text for the row (not a forced prompt token, not EOS, not after the row finished);
+    ``attention`` (B, S) is the source attention behind the choice, for models that attend."""
 
     tokens: Tensor
     emitted: Tensor
+    attention: Tensor | None = None
 
 
 @dataclass
 class Hypothesis:
-    """A finished beam: its new tokens (EOS excluded) and its length-normalised log-probability."""
+    """A finished beam: its new tokens (EOS excluded), its length-normalised log-probability, and for
+    attending models the (len(tokens), S) attention behind each token."""
 
     tokens: list[int]
     score: float
+    attention: Tensor | None = None
+
+
+def _attention(model: StepModel, state: Any) -> Tensor | None:
+    """The (B, S) attention of the step that produced the latest scores, if the model reports one."""
+    report = getattr(model, "attention_weights", None)
+    return report(state) if report is not None else None
 
 
 def build_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, for_sampling: bool) -> list:
@@ -197,12 +207,15 @@ def generate(
         >>> [int(s.tokens[0]) for s in steps]  # doctest: +SKIP
     """
     if cfg.method == "beam":
-        best = [hyps[0].tokens for hyps in beam_search(model, prompts, cfg, eos_id, context, max_context, detokenize)]
+        best = [hyps[0] for hyps in beam_search(model, prompts, cfg, eos_id, context, max_context, detokenize)]
         device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
-        for position in range(max((len(b) for b in best), default=0)):
-            tokens = torch.tensor([b[position] if position < len(b) else eos_id for b in best], device=device)
-            emitted = torch.tensor([position < len(b) for b in best], device=device)
-            yield StepOutput(tokens, emitted)
+        for position in range(max((len(b.tokens) for b in best), default=0)):
+            tokens = torch.tensor([b.tokens[position] if position < len(b.tokens) else eos_id for b in best], device=device)
+            emitted = torch.tensor([position < len(b.tokens) for b in best], device=device)
+            attention = None
+            if best[0].attention is not None:
+                attention = torch.stack([b.attention[min(position, len(b.attention) - 1)] for b in best])
+            yield StepOutput(tokens, emitted, attention)
         return
 
     device, lengths, padded, common, state = _prepare(model, prompts, context, max_context)
@@ -224,7 +237,7 @@ def generate(
         tokens = torch.where(finished, torch.full_like(tokens, eos_id), tokens)
         free = ~forced & ~finished
         emitted = free & (tokens != eos_id)
-        yield StepOutput(tokens, emitted)
+        yield StepOutput(tokens, emitted, _attention(model, state))
         new_count += free.long()
         finished |= free & ((tokens == eos_id) | (new_count >= cfg.max_new_tokens))
         if cfg.stop_strings:
@@ -309,6 +322,7 @@ def beam_search(
     state = _expand(model, state, batch, beams, device)
     logits = logits.repeat_interleave(beams, dim=0)  # (B*K, V)
     history = padded[:, :common].repeat_interleave(beams, dim=0)  # (B*K, T)
+    attended = None  # (B*K, T_new, S): attention behind each new token, for attending models
     scores = torch.full((batch, beams), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: only the first one is live
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
@@ -317,6 +331,7 @@ def beam_search(
     rows = torch.arange(batch, device=device)
     for position in range(common, int(lengths.max()) + cfg.max_new_tokens):
         forced = position < lengths  # (B,)
+        step_attention = _attention(model, state)  # (B*K, S) or None
         lprobs = torch.log_softmax(process(processors, history[:, 1:], logits.float()), dim=-1)
         lprobs = _force(lprobs.view(batch, beams, -1), forced, padded[:, min(position, padded.size(1) - 1)])
         cand_scores, cand_beams, cand_tokens = _candidates(scores, lprobs, 2 * beams)
@@ -336,16 +351,19 @@ def beam_search(
                 ends = not bool(forced[b]) and (token == eos_id or _stop_hit(cfg.stop_strings, detokenize, new))
                 if ends:
                     text = new[:-1] if token == eos_id else new
-                    _add_finished(finished[b], Hypothesis(text, _normalised(score, len(new), cfg.length_penalty)), beams)
+                    attention = _beam_attention(attended, step_attention, b * beams + beam, len(text), len(new))
+                    _add_finished(finished[b], Hypothesis(text, _normalised(score, len(new), cfg.length_penalty),
+                                                          attention), beams)
                     continue
                 keep_scores[b, kept], keep_beams[b, kept], keep_tokens[b, kept] = score, beam, token
                 kept += 1
             if bool(last_step[b]):
                 for k in range(kept):
-                    new = _beam_tokens(history, lengths, b * beams + int(keep_beams[b, k]), b)
-                    new.append(int(keep_tokens[b, k]))
+                    row = b * beams + int(keep_beams[b, k])
+                    new = _beam_tokens(history, lengths, row, b) + [int(keep_tokens[b, k])]
+                    attention = _beam_attention(attended, step_attention, row, len(new), len(new))
                     _add_finished(finished[b], Hypothesis(new, _normalised(float(keep_scores[b, k]), len(new),
-                                                                           cfg.length_penalty)), beams)
+                                                                           cfg.length_penalty), attention), beams)
                 done[b] = True
             elif kept == 0 or (len(finished[b]) == beams and not bool(forced[b]) and _cannot_improve(
                     finished[b], float(keep_scores[b, 0]), int(new_count[b]) + 1, cfg.length_penalty)):
@@ -355,6 +373,9 @@ def beam_search(
         order = (rows[:, None] * beams + keep_beams).flatten()  # (B*K,) parent row of each kept beam
         scores = keep_scores
         history = torch.cat([history.index_select(0, order), keep_tokens.flatten()[:, None]], dim=1)
+        if step_attention is not None:
+            new_rows = step_attention.index_select(0, order)[:, None]  # (B*K, 1, S)
+            attended = new_rows if attended is None else torch.cat([attended.index_select(0, order), new_rows], 1)
         state = model.reorder_state(state, order)
         logits, state = model.step(keep_tokens.flatten()[:, None], state)
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[: cfg.num_return_sequences] for hyps in finished]
@@ -363,6 +384,17 @@ def beam_search(
 def _beam_tokens(history: Tensor, lengths: Tensor, flat_row: int, prompt_row: int) -> list[int]:
     """The new (non-prompt) tokens of beam ``flat_row`` so far."""
     return history[flat_row, int(lengths[prompt_row]) :].tolist()
+
+
+def _beam_attention(attended: Tensor | None, step_attention: Tensor | None, row: int, keep: int,
+                    length: int) -> Tensor | None:
+    """The (keep, S) attention of beam ``row`` extended by this step's, for a hypothesis of ``length`` tokens."""
+    if step_attention is None:
+        return None
+    rows = step_attention[row][None]  # (1, S)
+    if attended is not None:
+        rows = torch.cat([attended[row, -(length - 1) :] if length > 1 else attended[row, :0], rows], 0)
+    return rows[:keep]
 
 
 def _add_finished(finished: list[Hypothesis], hypothesis: Hypothesis, capacity: int) -> None:

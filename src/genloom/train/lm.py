@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from genloom import __version__
-from genloom.checkpoint import atomic_write, read_json, write_json
-from genloom.config import DataConfig, RunConfig, from_dict, to_dict
+from genloom.config import DataConfig, RunConfig, from_dict
 from genloom.data.batching import Batch, sentence_batches, stream_batches
 from genloom.data.readers import read_corpus
 from genloom.data.tokenizers import Tokenizer
 from genloom.errors import UserError
-from genloom.models import FAMILIES
-from genloom.train.loop import evaluate, fit, resolve_device
+from genloom.train.loop import evaluate, resolve_device
+from genloom.train.runs import build_and_fit, epoch_batches, open_run
 
 
 def encode_texts(texts: list[str], tokenizer: Tokenizer, data: DataConfig) -> list[list[int]]:
@@ -40,85 +36,22 @@ def lm_batches(ids: list[list[int]], tokenizer: Tokenizer, data: DataConfig, bat
     return list(sentence_batches(ids, batch_size, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id, generator))
 
 
-def checkpoint_config(run: RunConfig, model_config: Any, tokenizer: Tokenizer) -> dict[str, Any]:
-    """What ``config.json`` holds: enough to rebuild the model and its data pipeline exactly."""
-    return {
-        "family": run.family,
-        "genloom_version": __version__,
-        "model": to_dict(model_config),
-        "tokenizer": {**to_dict(run.tokenizer), "vocab_size": tokenizer.vocab_size},
-        "recipe": to_dict(run),
-    }
-
-
-def model_config_for(run: RunConfig, vocab_size: int) -> Any:
-    family = FAMILIES.get(run.family)
-    if family is None:
-        raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(FAMILIES)}.")
-    config = from_dict(family.CONFIG, run.model, "model")
-    config.vocab_size = vocab_size
-    family.check_config(config)
-    return config
-
-
-def _check_resume_matches(run: RunConfig, saved: dict[str, Any], run_dir: Path) -> None:
-    recipe = saved.get("recipe", {})
-    for section in ("family", "model", "data", "tokenizer"):
-        new = to_dict(run)[section]
-        if recipe.get(section) != new:
-            raise UserError(
-                f"cannot resume {run_dir}: its '{section}' settings differ from this config's; "
-                "resume with the config it was started with, or train into a new out_dir."
-            )
-
-
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
     """Run a language-model recipe end to end and return its summary (valid and test perplexity)."""
-    run_dir = Path(run.out_dir)
     torch_device = resolve_device(device or run.train.device)
-    has_checkpoint = (run_dir / "config.json").exists()
-    if has_checkpoint and not resume:
-        raise UserError(f"{run_dir} already holds a checkpoint; pass --resume to continue it, or set out_dir=... to train a new one.")
-    if resume and not has_checkpoint:
-        raise UserError(f"--resume was given but {run_dir} holds no checkpoint.")
-
-    data = run.data
+    data, cfg = run.data, run.train
     train_texts = read_corpus(data.train, data.format, data.field, data.lowercase)
     valid_texts = read_corpus(data.valid, data.format, data.field, data.lowercase) if data.valid else None
-    if resume:
-        saved = read_json(run_dir / "config.json")
-        _check_resume_matches(run, saved, run_dir)
-        tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
-    else:
-        tokenizer = Tokenizer.train(run.tokenizer.kind, train_texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency)
-    model_config = model_config_for(run, tokenizer.vocab_size)
-    if not resume:
-        atomic_write(run_dir / "tokenizer.json", tokenizer.save(run_dir / "tokenizer.json"))
-        write_json(run_dir / "config.json", checkpoint_config(run, model_config, tokenizer))
+    run_dir, tokenizer, model_config = open_run(run, resume, lambda: train_texts)
 
-    cfg = run.train
     train_ids = encode_texts(train_texts, tokenizer, data)
-    valid_ids = encode_texts(valid_texts, tokenizer, data) if valid_texts else None
-    epoch_cache: dict[int, list[Batch]] = {}
-
-    def train_batches(epoch: int) -> list[Batch]:
-        if epoch not in epoch_cache:
-            epoch_cache.clear()
-            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            epoch_cache[epoch] = lm_batches(train_ids, tokenizer, data, cfg.batch_size, cfg.bptt, generator)
-        return epoch_cache[epoch]
-
-    valid_batches: Callable[[], list[Batch]] | None = None
-    if valid_ids:
-        fixed_valid = lm_batches(valid_ids, tokenizer, data, cfg.eval_batch_size, cfg.bptt)
-        valid_batches = lambda: fixed_valid  # noqa: E731
-
-    torch.manual_seed(cfg.seed)
-    model = FAMILIES[run.family].build(model_config).to(torch_device)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"{run.family}: {params:,} parameters, vocabulary {tokenizer.vocab_size:,}, "
-          f"{sum(len(s) for s in train_ids):,} training tokens, device {torch_device}")
-    summary = fit(model, train_batches, valid_batches, cfg, run_dir, torch_device, resume=resume, title=run.family)
+    train_batches = epoch_batches(
+        lambda generator: lm_batches(train_ids, tokenizer, data, cfg.batch_size, cfg.bptt, generator), cfg.seed)
+    valid_batches = None
+    if valid_texts:
+        valid_batches = lm_batches(encode_texts(valid_texts, tokenizer, data), tokenizer, data, cfg.eval_batch_size, cfg.bptt)
+    description = f"vocabulary {tokenizer.vocab_size:,}, {sum(len(s) for s in train_ids):,} training tokens"
+    summary = build_and_fit(run, model_config, train_batches, valid_batches, run_dir, torch_device, resume, description)
     if data.test:
         from genloom.api import load
 

@@ -1,0 +1,102 @@
+"""What every recipe does around the loop: open the run directory, train or reload the tokenizer, write
+``config.json``, cache each epoch's batches, build the model and call ``fit``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genloom import __version__
+from genloom.checkpoint import atomic_write, read_json, write_json
+from genloom.config import RunConfig, from_dict, to_dict
+from genloom.data.batching import Batch
+from genloom.data.tokenizers import Tokenizer
+from genloom.errors import UserError
+from genloom.models import FAMILIES
+from genloom.train.loop import fit
+
+
+def checkpoint_config(run: RunConfig, model_config: Any, tokenizer: Tokenizer) -> dict[str, Any]:
+    """What ``config.json`` holds: enough to rebuild the model and its data pipeline exactly."""
+    return {
+        "family": run.family,
+        "genloom_version": __version__,
+        "model": to_dict(model_config),
+        "tokenizer": {**to_dict(run.tokenizer), "vocab_size": tokenizer.vocab_size},
+        "recipe": to_dict(run),
+    }
+
+
+def model_config_for(run: RunConfig, vocab_size: int) -> Any:
+    """The family's model config from the recipe's ``model`` section, with the tokenizer's vocabulary size."""
+    family = FAMILIES.get(run.family)
+    if family is None:
+        raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(FAMILIES)}.")
+    config = from_dict(family.CONFIG, run.model, "model")
+    config.vocab_size = vocab_size
+    family.check_config(config)
+    return config
+
+
+def _check_resume_matches(run: RunConfig, saved: dict[str, Any], run_dir: Path) -> None:
+    recipe = saved.get("recipe", {})
+    for section in ("family", "model", "data", "tokenizer"):
+        if recipe.get(section) != to_dict(run)[section]:
+            raise UserError(
+                f"cannot resume {run_dir}: its '{section}' settings differ from this config's; "
+                "resume with the config it was started with, or train into a new out_dir."
+            )
+
+
+def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[str]]) -> tuple[Path, Tokenizer, Any]:
+    """Check the run directory, then train the tokenizer (or reload it on resume) and write the run's files.
+
+    Returns the run directory, the tokenizer and the model config. Nothing is
+    written into a directory that already holds a checkpoint unless resuming it.
+    """
+    run_dir = Path(run.out_dir)
+    has_checkpoint = (run_dir / "config.json").exists()
+    if has_checkpoint and not resume:
+        raise UserError(f"{run_dir} already holds a checkpoint; pass --resume to continue it, "
+                        "or set out_dir=... to train a new one.")
+    if resume and not has_checkpoint:
+        raise UserError(f"--resume was given but {run_dir} holds no checkpoint.")
+    if resume:
+        _check_resume_matches(run, read_json(run_dir / "config.json"), run_dir)
+        tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
+    else:
+        texts = tokenizer_texts()
+        tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency)
+    model_config = model_config_for(run, tokenizer.vocab_size)
+    if not resume:
+        atomic_write(run_dir / "tokenizer.json", tokenizer.save(run_dir / "tokenizer.json"))
+        write_json(run_dir / "config.json", checkpoint_config(run, model_config, tokenizer))
+    return run_dir, tokenizer, model_config
+
+
+def epoch_batches(make: Callable[[torch.Generator], list[Batch]], seed: int) -> Callable[[int], list[Batch]]:
+    """Epoch → its batches, shuffled by a generator seeded from (seed, epoch), one epoch cached at a time."""
+    cache: dict[int, list[Batch]] = {}
+
+    def batches(epoch: int) -> list[Batch]:
+        if epoch not in cache:
+            cache.clear()
+            cache[epoch] = make(torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        return cache[epoch]
+
+    return batches
+
+
+def build_and_fit(run: RunConfig, model_config: Any, train_batches: Callable[[int], list[Batch]],
+                  valid_batches: list[Batch] | None, run_dir: Path, device: torch.device, resume: bool,
+                  description: str) -> dict[str, Any]:
+    """Build the family's model (seeded), say what is being trained, and run the loop."""
+    torch.manual_seed(run.train.seed)
+    model = FAMILIES[run.family].build(model_config).to(device)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{run.family}: {params:,} parameters, {description}, device {device}")
+    valid = (lambda: valid_batches) if valid_batches else None
+    return fit(model, train_batches, valid, run.train, run_dir, device, resume=resume, title=run.family)
