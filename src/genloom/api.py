@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genloom.checkpoint import load_tensors, read_checkpoint_config
-from genloom.config import RunConfig, from_dict, load_run_config, parse_run_config
+from genloom.config import DataConfig, RunConfig, from_dict, load_run_config, parse_run_config
+from genloom.data.batching import pad
 from genloom.data.readers import read_corpus
 from genloom.data.tokenizers import Tokenizer
 from genloom.decoding.generate import GenerationConfig, beam_search, generate
@@ -19,8 +20,21 @@ from genloom.models import FAMILIES
 from genloom.train.loop import resolve_device
 
 
+@dataclass
+class Transduction:
+    """One source's output: the text, the tokens on each side, and the (T, S) attention between them."""
+
+    text: str
+    source_tokens: list[str]
+    target_tokens: list[str]
+    attention: torch.Tensor | None
+
+
 class LoadedModel:
     """A trained model with its tokenizer, ready to generate text and score data.
+
+    For a language model a prompt is text to continue; for a conditional model
+    (seq2seq) it is the source to translate or summarize.
 
     Example:
         >>> lm = load("runs/demo")  # doctest: +SKIP
@@ -32,18 +46,40 @@ class LoadedModel:
         self.path, self.config, self.model, self.tokenizer, self.device = path, config, model, tokenizer, device
         self.family = config["family"]
         self.recipe = config.get("recipe", {})
+        self.conditional = bool(getattr(model, "conditional", False))
         batching = self.recipe.get("data", {}).get("batching", "sentences")
         # A stream-trained LM saw every text start right after EOS; a sentence-trained one after BOS.
-        self.start_id = tokenizer.eos_id if batching == "stream" else tokenizer.bos_id
+        self.start_id = tokenizer.eos_id if batching == "stream" and not self.conditional else tokenizer.bos_id
 
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        return [self.start_id] + (self.tokenizer.encode(prompt) if prompt else [])
+    def _inputs(self, prompts: list[str]) -> tuple[list[list[int]], dict[str, torch.Tensor] | None, list[list[str]]]:
+        """Decoder prompts, the conditioning context, and each row's out-of-vocabulary source words."""
+        if not self.conditional:
+            return [[self.start_id] + (self.tokenizer.encode(p) if p else []) for p in prompts], None, [[] for _ in prompts]
+        from genloom.train.seq2seq import extend_source
 
-    def _new_text(self, prompt_ids: list[int], new_ids: list[int]) -> str:
+        max_source = self.recipe.get("data", {}).get("max_source_length", 400)
+        sources = [self.tokenizer.encode(p)[:max_source] or [self.tokenizer.eos_id] for p in prompts]
+        extended = [extend_source(p, ids, self.tokenizer) for p, ids in zip(prompts, sources)]
+        source, source_mask = pad(sources, self.tokenizer.pad_id)
+        source_extended, _ = pad([e for e, _ in extended], self.tokenizer.pad_id)
+        context = {"source": source.to(self.device), "source_mask": source_mask.to(self.device),
+                   "source_extended": source_extended.to(self.device)}
+        return [[self.start_id] for _ in prompts], context, [oov for _, oov in extended]
+
+    def _decode(self, ids: list[int], oov: list[str]) -> str:
+        vocab = self.tokenizer.vocab_size
+        if all(i < vocab for i in ids):
+            return self.tokenizer.decode(ids)
+        special = {self.tokenizer.pad_id, self.tokenizer.bos_id, self.tokenizer.eos_id}
+        words = [(oov[i - vocab] if i - vocab < len(oov) else "<unk>") if i >= vocab else self.tokenizer.id_to_token(i)
+                 for i in ids if i not in special]
+        return " ".join(words)
+
+    def _new_text(self, prompt_ids: list[int], new_ids: list[int], oov: list[str]) -> str:
         """The text that ``new_ids`` add after the prompt, spacing included."""
-        before = self.tokenizer.decode(prompt_ids)
-        after = self.tokenizer.decode(prompt_ids + new_ids)
-        return after[len(before):] if after.startswith(before) else self.tokenizer.decode(new_ids)
+        before = self._decode(prompt_ids, oov)
+        after = self._decode(prompt_ids + new_ids, oov)
+        return after[len(before):] if after.startswith(before) else self._decode(new_ids, oov)
 
     def _options(self, options: dict[str, Any]) -> GenerationConfig:
         known = {f.name for f in fields(GenerationConfig)}
@@ -52,28 +88,32 @@ class LoadedModel:
             raise UserError(f"unknown generation option '{unknown[0]}'; known options: {', '.join(sorted(known))}.")
         return GenerationConfig(**options)
 
+    def _engine_args(self, context: Any, oov: list[str]) -> dict[str, Any]:
+        return dict(context=context, max_context=getattr(self.model, "max_context", None),
+                    detokenize=lambda ids: self._decode(ids, oov))
+
     def generate(self, prompt: str = "", **options: Any) -> Iterator[str]:
-        """Stream the continuation of ``prompt`` as text pieces, as the tokens are chosen.
+        """Stream the output for ``prompt`` as text pieces, as the tokens are chosen.
 
         Args:
-            prompt: the text to continue; empty starts from scratch.
+            prompt: for a language model the text to continue (empty starts from scratch);
+                for a seq2seq model the source text.
             **options: any ``GenerationConfig`` field (method, max_new_tokens, temperature, top_k,
                 top_p, num_beams, length_penalty, repetition_penalty, no_repeat_ngram_size,
                 min_new_tokens, stop_strings, seed).
 
         Yields:
-            Text pieces whose concatenation is the continuation (cut before any stop string).
+            Text pieces whose concatenation is the output (cut before any stop string).
         """
         cfg = self._options(options)
-        prompt_ids = self._prompt_ids(prompt)
+        (prompt_ids,), context, (oov,) = self._inputs([prompt])
         new_ids: list[int] = []
         emitted_text = ""
-        for step in generate(self.model, [prompt_ids], cfg, self.tokenizer.eos_id,
-                             max_context=getattr(self.model, "max_context", None), detokenize=self.tokenizer.decode):
+        for step in generate(self.model, [prompt_ids], cfg, self.tokenizer.eos_id, **self._engine_args(context, oov)):
             if not bool(step.emitted[0]):
                 continue
             new_ids.append(int(step.tokens[0]))
-            text = _cut_at_stop(self._new_text(prompt_ids, new_ids), cfg.stop_strings)
+            text = _cut_at_stop(self._new_text(prompt_ids, new_ids, oov), cfg.stop_strings)
             if text.endswith("\ufffd"):  # a multi-byte character is still incomplete
                 continue
             if text.startswith(emitted_text) and len(text) > len(emitted_text):
@@ -81,28 +121,57 @@ class LoadedModel:
                 emitted_text = text
 
     def complete(self, prompts: list[str], **options: Any) -> list[list[str]]:
-        """Continue a batch of prompts at once; returns ``num_return_sequences`` texts for each.
+        """Decode a batch of prompts (or sources) at once; returns ``num_return_sequences`` texts for each.
 
         Greedy and sampling use the same streaming engine as ``generate``; beam
         search returns its n-best list, best first.
         """
+        return [[r.text for r in row] for row in self._decode_batch(prompts, options)]
+
+    def transduce(self, sources: list[str], **options: Any) -> list[Transduction]:
+        """Translate or summarize ``sources``: the best output of each with its tokens and attention."""
+        if not self.conditional:
+            raise UserError(f"{self.path} holds a '{self.family}' model, which has no source to translate from.")
+        return [row[0] for row in self._decode_batch(sources, options)]
+
+    def _decode_batch(self, prompts: list[str], options: dict[str, Any]) -> list[list[Transduction]]:
         cfg = self._options(options)
-        ids = [self._prompt_ids(p) for p in prompts]
-        max_context = getattr(self.model, "max_context", None)
+        ids, context, oovs = self._inputs(prompts)
+        source_tokens = [[self.tokenizer.id_to_token(i) for i in self.tokenizer.encode(p)] for p in prompts]
+
+        def result(row: int, new: list[int], attention: torch.Tensor | None) -> Transduction:
+            text = _cut_at_stop(self._new_text(ids[row], new, oovs[row]), cfg.stop_strings)
+            tokens = [oovs[row][i - self.tokenizer.vocab_size] if i >= self.tokenizer.vocab_size
+                      else self.tokenizer.id_to_token(i) for i in new]
+            return Transduction(text, source_tokens[row], tokens, attention)
+
         if cfg.method == "beam":
-            nbest = beam_search(self.model, ids, cfg, self.tokenizer.eos_id, max_context=max_context,
-                                detokenize=self.tokenizer.decode)
-            return [[_cut_at_stop(self._new_text(p, h.tokens), cfg.stop_strings) for h in hyps]
-                    for p, hyps in zip(ids, nbest)]
+            nbest = beam_search(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(context, []))
+            return [[result(row, h.tokens, h.attention) for h in hyps] for row, hyps in enumerate(nbest)]
         new_ids: list[list[int]] = [[] for _ in prompts]
-        for step in generate(self.model, ids, cfg, self.tokenizer.eos_id, max_context=max_context,
-                             detokenize=self.tokenizer.decode):
+        attention: list[list[torch.Tensor]] = [[] for _ in prompts]
+        for step in generate(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(context, [])):
             for row in step.emitted.nonzero().flatten().tolist():
                 new_ids[row].append(int(step.tokens[row]))
-        return [[_cut_at_stop(self._new_text(p, n), cfg.stop_strings)] for p, n in zip(ids, new_ids)]
+                if step.attention is not None:
+                    attention[row].append(step.attention[row])
+        return [[result(row, new_ids[row], torch.stack(attention[row]) if attention[row] else None)]
+                for row in range(len(prompts))]
 
-    def evaluate(self, data: str | Path | list[str]) -> dict[str, float]:
-        """Loss (nats per token, EOS included), perplexity and token count on a file or a list of texts."""
+    def evaluate(self, data: str | Path | list[str], target: str | Path | None = None) -> dict[str, Any]:
+        """Score a file (or a list of texts for a language model).
+
+        Language model: loss (nats per token, EOS included), perplexity, tokens.
+        Seq2seq: ``data`` holds sources (or source–target TSV/JSONL), ``target``
+        the references; loss and perplexity of the references, and BLEU and
+        chrF of beam-search output against them.
+        """
+        if self.conditional:
+            from genloom.train.seq2seq import read_pairs
+
+            recipe_data = from_dict(DataConfig, self.recipe.get("data", {}), "data")
+            recipe_data.test, recipe_data.test_target = str(data), str(target) if target else None
+            return self.evaluate_pairs(read_pairs(recipe_data, "test"))
         from genloom.train.lm import evaluate_texts
 
         if isinstance(data, (str, Path)):
@@ -114,6 +183,22 @@ class LoadedModel:
             if not texts:
                 raise UserError("there is no text to evaluate.")
         return evaluate_texts(self.model, self.tokenizer, self.recipe, texts, self.device)
+
+    def evaluate_pairs(self, pairs: list[tuple[str, str]], batch_size: int = 64, **options: Any) -> dict[str, Any]:
+        """Loss/perplexity of the references and BLEU/chrF of decoded outputs (beam 5 unless told)."""
+        from genloom.metrics import bleu, chrf
+        from genloom.train.seq2seq import pair_loss
+
+        result = pair_loss(self.model, self.tokenizer, self.recipe, pairs, self.device)
+        options = {"method": "beam", "num_beams": 5, "max_new_tokens": 100, **options}
+        outputs = []
+        for start in range(0, len(pairs), batch_size):
+            outputs += [row[0] for row in self.complete([s for s, _ in pairs[start : start + batch_size]], **options)]
+        outputs = [o.strip() for o in outputs]
+        references = [t for _, t in pairs]
+        scored = bleu(outputs, [references])
+        result.update(bleu=scored["bleu"], chrf=chrf(outputs, [references])["chrf"], signature=scored["signature"])
+        return result
 
 
 def _cut_at_stop(text: str, stop_strings: list[str]) -> str:

@@ -84,10 +84,26 @@ def build_parser() -> Parser:
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
     _add_decoding_options(gen)
 
+    for name, what in (("translate", "translate"), ("summarize", "summarize")):
+        app = commands.add_parser(name, help=f"{what} text with a seq2seq checkpoint",
+                                  description=f"{what.capitalize()} each input line (stdin or --input) with a seq2seq "
+                                              "model; one output line per input line.")
+        app.add_argument("checkpoint", help="a seq2seq run directory written by 'genloom train'")
+        app.add_argument("--input", default=None, metavar="FILE", help="read inputs from FILE (default: stdin)")
+        app.add_argument("--output", default=None, metavar="FILE", help="write outputs to FILE (default: stdout)")
+        app.add_argument("--batch-size", type=int, default=32, help="inputs decoded together (default 32)")
+        app.add_argument("--attention-plot", default=None, metavar="FILE.png",
+                         help="draw the source–output attention heatmap; with several inputs, FILE-1.png, FILE-2.png, …")
+        app.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+        _add_decoding_options(app)
+
     ev = commands.add_parser("evaluate", help="score a checkpoint on data",
-                             description="Report loss (nats per token, EOS included) and perplexity on a data file.")
+                             description="Report loss (nats per token, EOS included) and perplexity on a data file; "
+                                         "for seq2seq also BLEU and chrF of beam-search output (sacrebleu).")
     ev.add_argument("checkpoint", help="a run directory written by 'genloom train'")
-    ev.add_argument("--data", required=True, help="the text file to score, in the format the model was trained on")
+    ev.add_argument("--data", required=True, help="the text file to score, in the format the model was trained on "
+                                                  "(seq2seq: the sources, or a source–target TSV/JSONL)")
+    ev.add_argument("--target", default=None, help="seq2seq: the reference file line-aligned with --data")
     ev.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
 
@@ -142,12 +158,52 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from genloom.api import load
 
-    result = load(args.checkpoint, device=args.device).evaluate(args.data)
+    result = load(args.checkpoint, device=args.device).evaluate(args.data, target=args.target)
     if args.json:
         print(json.dumps(result))
+        return 0
+    print(f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}, "
+          f"{result['tokens']:,} tokens (EOS included)")
+    if "bleu" in result:
+        print(f"BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  ({result['signature']})")
+    return 0
+
+
+def cmd_transduce(args: argparse.Namespace) -> int:
+    from genloom.api import load
+    from genloom.apps.attention_plot import plot_attention
+    from genloom.data.readers import read_lines
+
+    options = _generation_options(args)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    model = load(args.checkpoint, device=args.device)
+    if not model.conditional:
+        raise UserError(f"{args.checkpoint} holds a '{model.family}' model; '{args.command}' needs a seq2seq checkpoint.")
+    if args.input:
+        inputs = read_lines(args.input)
     else:
-        print(f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}, "
-              f"{result['tokens']:,} tokens (EOS included)")
+        inputs = [line.strip() for line in sys.stdin if line.strip()]
+        if not inputs:
+            raise UserError("no input: give --input FILE or lines on stdin.")
+    results = []
+    for start in range(0, len(inputs), args.batch_size):
+        results += model.transduce(inputs[start : start + args.batch_size], **options)
+    text = "".join(r.text.strip() + "\n" for r in results)
+    if args.output:
+        from genloom.checkpoint import atomic_write
+
+        atomic_write(args.output, text)
+    else:
+        sys.stdout.write(text)
+    if args.attention_plot:
+        plot = Path(args.attention_plot)
+        for number, result in enumerate(results, start=1):
+            if result.attention is None:
+                raise UserError("this model has no attention to plot (model.attention is none).")
+            path = plot if len(results) == 1 else plot.with_name(f"{plot.stem}-{number}{plot.suffix}")
+            plot_attention(result.attention, result.source_tokens, result.target_tokens, path,
+                           title=f"{args.command}: input {number}")
     return 0
 
 
@@ -162,7 +218,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from genloom.config import from_dict
 
     module.check_config(from_dict(module.CONFIG, run.model, "model"))
-    for key in ("train", "valid", "test"):
+    for key in ("train", "valid", "test", "train_target", "valid_target", "test_target"):
         value = getattr(run.data, key)
         if value and not Path(value).is_file():
             raise UserError(f"data.{key} names a file that does not exist: {value}")
@@ -178,8 +234,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate,
-            "validate": cmd_validate, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
+            "evaluate": cmd_evaluate, "validate": cmd_validate, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

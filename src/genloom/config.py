@@ -32,6 +32,11 @@ class DataConfig:
     state carries over between batches (truncated back-propagation through time,
     the classic LM protocol); ``sentences`` keeps each text whole, groups texts of
     similar length (length bucketing) and pads them with a mask.
+
+    Sequence-to-sequence data is either two line-aligned files per split
+    (``train`` the sources, ``train_target`` the targets; likewise valid, test),
+    a two-column TSV, or JSONL with ``source_field`` and ``target_field``.
+    Sources are cut to ``max_source_length`` tokens, targets to ``max_length``.
     """
 
     train: str = ""
@@ -42,6 +47,12 @@ class DataConfig:
     batching: Literal["stream", "sentences"] = "sentences"
     max_length: int = 256
     lowercase: bool = False
+    train_target: str | None = None
+    valid_target: str | None = None
+    test_target: str | None = None
+    source_field: str = "source"
+    target_field: str = "target"
+    max_source_length: int = 400
 
 
 @dataclass
@@ -270,7 +281,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
     values = apply_overrides(read_yaml(path), overrides or [])
     run = parse_run_config(values)
     base = Path(path).resolve().parent
-    for key in ("train", "valid", "test"):
+    for key in ("train", "valid", "test", "train_target", "valid_target", "test_target"):
         value = getattr(run.data, key)
         if value and not Path(value).is_absolute() and not Path(value).exists() and (base / value).exists():
             setattr(run.data, key, str(base / value))

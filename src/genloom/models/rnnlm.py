@@ -42,6 +42,8 @@ class RNNLMConfig:
 class RNNLM(nn.Module):
     """An LSTM/GRU language model that honours the decoding step contract."""
 
+    conditional = False
+
     def __init__(self, config: RNNLMConfig):
         super().__init__()
         self.config = config

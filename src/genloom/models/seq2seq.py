@@ -89,6 +89,8 @@ class Encoder(nn.Module):
 class Seq2Seq(nn.Module):
     """The attention encoder–decoder; it honours the decoding step contract."""
 
+    conditional = True  # decoding needs a source (``init_state`` context)
+
     def __init__(self, config: Seq2SeqConfig):
         super().__init__()
         self.config = c = config

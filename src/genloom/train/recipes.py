@@ -1,7 +1,8 @@
 """Which recipe trains which family: an explicit dict, so a config's name greps to its code."""
 
-from genloom.train import lm
+from genloom.train import lm, seq2seq
 
 RECIPES = {
     "rnnlm": lm.train,
+    "seq2seq": seq2seq.train,
 }
