@@ -6,17 +6,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def masked_cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+def masked_cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Mean cross-entropy over the positions where ``mask`` is True.
 
     Args:
         logits: (B, T, V) scores, any float dtype (the loss is computed in fp32).
         targets: (B, T) token ids.
         mask: (B, T) True at real target positions.
+        label_smoothing: mass spread uniformly over the vocabulary (Szegedy et al. 2016).
 
     Returns:
         A scalar: summed NLL of the real positions over their count.
     """
     ignored = targets.masked_fill(~mask, -100)  # (B, T); -100 is cross_entropy's ignore_index
-    total = F.cross_entropy(logits.flatten(0, 1).float(), ignored.flatten(), ignore_index=-100, reduction="sum")
+    total = F.cross_entropy(logits.flatten(0, 1).float(), ignored.flatten(), ignore_index=-100, reduction="sum",
+                            label_smoothing=label_smoothing)
     return total / mask.sum().clamp(min=1)

@@ -5,4 +5,5 @@ from genloom.train import lm, seq2seq
 RECIPES = {
     "rnnlm": lm.train,
     "seq2seq": seq2seq.train,
+    "transformer_seq2seq": seq2seq.train,
 }

@@ -1,0 +1,155 @@
+"""The Transformer encoder–decoder (Vaswani et al. 2017), built from the shared blocks in ``nn/transformer.py``.
+
+Pre-LayerNorm layers, sinusoidal positions, shared source/target embeddings
+tied to the output layer, label smoothing. Decoding runs incrementally with a
+KV cache per layer; the last layer's cross-attention (averaged over heads) is
+what ``attention_weights`` reports for plots.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from genloom.data.batching import Batch
+from genloom.errors import UserError
+from genloom.nn.losses import masked_cross_entropy
+from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer, sinusoidal_positions
+from genloom.train.loop import LossOutput
+
+
+@dataclass
+class TransformerSeq2SeqConfig:
+    """The Transformer's shape; ``vocab_size`` comes from the (joint) tokenizer."""
+
+    vocab_size: int = 0
+    dim: int = 256
+    num_heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    ff_dim: int = 1024
+    dropout: float = 0.1
+    max_positions: int = 512
+    label_smoothing: float = 0.1
+    tie_embeddings: bool = True
+
+
+def _layer(c: TransformerSeq2SeqConfig, cross: bool) -> TransformerLayer:
+    return TransformerLayer(
+        MultiHeadAttention(c.dim, c.num_heads, c.dropout), FeedForward(c.dim, c.ff_dim, c.dropout, "relu"), c.dim,
+        c.dropout, MultiHeadAttention(c.dim, c.num_heads, c.dropout) if cross else None,
+    )
+
+
+class TransformerSeq2Seq(nn.Module):
+    """Encoder–decoder Transformer honouring the decoding step contract."""
+
+    conditional = True
+
+    def __init__(self, config: TransformerSeq2SeqConfig):
+        super().__init__()
+        self.config = c = config
+        self.embed = nn.Embedding(c.vocab_size, c.dim)
+        self.register_buffer("positions", sinusoidal_positions(c.max_positions, c.dim), persistent=False)
+        self.drop = nn.Dropout(c.dropout)
+        self.encoder = nn.ModuleList(_layer(c, cross=False) for _ in range(c.encoder_layers))
+        self.decoder = nn.ModuleList(_layer(c, cross=True) for _ in range(c.decoder_layers))
+        self.encoder_norm, self.decoder_norm = nn.LayerNorm(c.dim), nn.LayerNorm(c.dim)
+        self.output = nn.Linear(c.dim, c.vocab_size, bias=False)
+        nn.init.normal_(self.embed.weight, std=c.dim ** -0.5)
+        if c.tie_embeddings:
+            self.output.weight = self.embed.weight
+
+    def _embed(self, tokens: Tensor, offset: int = 0) -> Tensor:
+        length = tokens.size(1)
+        if offset + length > self.config.max_positions:
+            raise UserError(f"a sequence of {offset + length} tokens exceeds the model's "
+                            f"{self.config.max_positions} positions.")
+        x = self.embed(tokens) * math.sqrt(self.config.dim) + self.positions[offset : offset + length]
+        return self.drop(x)  # (B, T, C)
+
+    def encode(self, source: Tensor, source_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """source (B, S) → memory (B, S, C) and the (B, 1, S) key mask."""
+        mask = source_mask[:, None, :]
+        x = self._embed(source)
+        for layer in self.encoder:
+            x, _, _ = layer(x, mask=mask)
+        return self.encoder_norm(x), mask
+
+    def _decode(self, tokens: Tensor, memory: Tensor, memory_mask: Tensor, caches: list | None, offset: int,
+                need_weights: bool) -> tuple[Tensor, list | None, Tensor | None]:
+        x = self._embed(tokens, offset)
+        new_caches, weights = [], None
+        for i, layer in enumerate(self.decoder):
+            last = i == len(self.decoder) - 1
+            x, cache, w = layer(x, causal=True, memory=memory, memory_mask=memory_mask,
+                                cache=caches[i] if caches is not None else None, need_weights=need_weights and last)
+            new_caches.append(cache)
+            weights = w if last else weights
+        return self.output(self.decoder_norm(x)), new_caches if caches is not None else None, weights
+
+    def forward(self, batch: Batch, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced logits (B, T, V) and, when asked, cross-attention (B, T, S)."""
+        memory, memory_mask = self.encode(batch.source, batch.source_mask)
+        logits, _, weights = self._decode(batch.inputs, memory, memory_mask, None, 0, need_weights)
+        return logits, weights
+
+    def loss(self, batch: Batch, carry: Any = None) -> LossOutput:
+        logits, _ = self(batch)
+        smoothing = self.config.label_smoothing if self.training else 0.0
+        loss = masked_cross_entropy(logits, batch.targets, batch.mask, label_smoothing=smoothing)
+        return LossOutput(loss=loss, n_tokens=batch.num_tokens)
+
+    # The decoding step contract.
+
+    def init_state(self, batch_size: int, context: Any = None) -> dict[str, Any]:
+        if context is None:
+            raise UserError("a seq2seq model needs a source to decode from.")
+        memory, memory_mask = self.encode(context["source"], context["source_mask"])
+        return {"memory": memory, "memory_mask": memory_mask, "caches": [{} for _ in self.decoder],
+                "offset": 0, "attention": None}
+
+    def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """(B, T) new tokens → (B, V) logits for the next one; keys and values of the past come from the cache."""
+        logits, caches, weights = self._decode(tokens, state["memory"], state["memory_mask"], state["caches"],
+                                               state["offset"], need_weights=True)
+        return logits[:, -1], dict(state, caches=caches, offset=state["offset"] + tokens.size(1),
+                                   attention=weights[:, -1])
+
+    def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+        caches = [{part: {k: v.index_select(0, index) for k, v in c.items()} if c else c for part, c in layer.items()}
+                  for layer in state["caches"]]
+        attention = state["attention"].index_select(0, index) if state["attention"] is not None else None
+        return dict(state, memory=state["memory"].index_select(0, index),
+                    memory_mask=state["memory_mask"].index_select(0, index), caches=caches, attention=attention)
+
+    def attention_weights(self, state: dict[str, Any]) -> Tensor | None:
+        return state["attention"]
+
+    @property
+    def max_context(self) -> int | None:
+        return self.config.max_positions
+
+
+def check_config(config: TransformerSeq2SeqConfig) -> None:
+    for key in ("dim", "num_heads", "encoder_layers", "decoder_layers", "ff_dim", "max_positions"):
+        if getattr(config, key) < 1:
+            raise UserError(f"config key 'model.{key}' must be at least 1, got {getattr(config, key)}.")
+    if config.dim % config.num_heads:
+        raise UserError(f"model.dim ({config.dim}) must be divisible by model.num_heads ({config.num_heads}).")
+    if not 0.0 <= config.dropout < 1.0 or not 0.0 <= config.label_smoothing < 1.0:
+        raise UserError("model.dropout and model.label_smoothing must lie in [0, 1).")
+
+
+def build(config: TransformerSeq2SeqConfig) -> TransformerSeq2Seq:
+    check_config(config)
+    if config.vocab_size < 1:
+        raise UserError("the Transformer needs model.vocab_size ≥ 1; it is normally taken from the tokenizer.")
+    return TransformerSeq2Seq(config)
+
+
+CONFIG = TransformerSeq2SeqConfig

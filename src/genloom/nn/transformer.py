@@ -1,0 +1,151 @@
+"""Transformer blocks: multi-head attention with a KV cache, the feed-forward net, the pre-LN layer, positions.
+
+Blocks take flat sizes or injected sub-modules (torchtune's
+``TransformerSelfAttentionLayer(attn, mlp, ...)``), never a model config, so the
+seq2seq Transformer and a GPT can share them without knowing each other.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+KVCache = dict[str, Tensor]
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention over ``num_heads`` heads, self or cross, with an optional KV cache.
+
+    Args:
+        dim: model width C (split into heads of C / num_heads).
+        num_heads: number of heads H.
+        dropout: attention-weight dropout in training.
+        bias: whether the projections have biases.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads, self.head_dim, self.dropout = num_heads, dim // num_heads, dropout
+        self.query = nn.Linear(dim, dim, bias=bias)
+        self.key_value = nn.Linear(dim, 2 * dim, bias=bias)
+        self.out = nn.Linear(dim, dim, bias=bias)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        return x.view(x.size(0), x.size(1), self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+
+    def forward(self, x: Tensor, memory: Tensor | None = None, mask: Tensor | None = None, causal: bool = False,
+                cache: KVCache | None = None, need_weights: bool = False) -> tuple[Tensor, KVCache | None, Tensor | None]:
+        """Attend from ``x`` to itself (``memory`` None) or to ``memory``.
+
+        Args:
+            x: (B, T, C) queries' inputs.
+            memory: (B, S, C) for cross-attention; its keys/values are computed once and cached.
+            mask: (B, 1, S_total) or (B, T, S_total) bool, True where attending is allowed.
+            causal: each query sees only keys at or before its position (self-attention).
+            cache: the previous keys/values ({"k", "v"}: (B, H, S_past, D)), or None.
+            need_weights: also return the (B, T, S_total) weights averaged over heads (slower path).
+
+        Returns:
+            (B, T, C) output, the updated cache (when one was given), and the weights or None.
+        """
+        q = self._heads(self.query(x))  # (B, H, T, D)
+        if memory is not None and cache is not None and "k" in cache:
+            k, v = cache["k"], cache["v"]  # cross-attention: the memory never changes
+        else:
+            k, v = (self._heads(t) for t in self.key_value(x if memory is None else memory).chunk(2, dim=-1))
+            if memory is None and cache is not None and "k" in cache:
+                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)  # (B, H, S_past+T, D)
+        new_cache = {"k": k, "v": v} if cache is not None else None
+        full_mask = _combine(mask, causal, q.size(2), k.size(2), x.device)  # (B|1, 1|T, S) or None
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, T, S)
+            if full_mask is not None:
+                scores = scores.masked_fill(~full_mask[:, None] if full_mask.dim() == 3 else ~full_mask, float("-inf"))
+            probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+            weights = probs.mean(1)  # (B, T, S)
+            y = F.dropout(probs, dropout, self.training) @ v  # (B, H, T, D)
+        else:
+            attn_mask = full_mask[:, None] if full_mask is not None and full_mask.dim() == 3 else full_mask
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(x.size(0), x.size(1), -1)  # (B, T, C)
+        return self.out(y), new_cache, weights
+
+
+def _combine(mask: Tensor | None, causal: bool, queries: int, keys: int, device: torch.device) -> Tensor | None:
+    """One bool mask (True = attend) from a padding mask and causality; queries are the last ``queries`` keys."""
+    if not causal:
+        return mask
+    offset = keys - queries
+    rows = torch.arange(queries, device=device)[:, None] + offset
+    allowed = torch.arange(keys, device=device)[None, :] <= rows  # (T, S)
+    return allowed[None] if mask is None else mask & allowed[None]
+
+
+class FeedForward(nn.Module):
+    """Position-wise Linear → activation → dropout → Linear."""
+
+    def __init__(self, dim: int, hidden_dim: int, dropout: float = 0.0, activation: str = "gelu", bias: bool = True):
+        super().__init__()
+        self.up = nn.Linear(dim, hidden_dim, bias=bias)
+        self.down = nn.Linear(hidden_dim, dim, bias=bias)
+        self.activation = {"gelu": nn.GELU(approximate="tanh"), "relu": nn.ReLU()}[activation]
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(self.drop(self.activation(self.up(x))))
+
+
+class TransformerLayer(nn.Module):
+    """Pre-LayerNorm residual layer: self-attention, optional cross-attention, feed-forward.
+
+    Args:
+        self_attention: a ``MultiHeadAttention`` over the layer's own inputs.
+        feed_forward: the position-wise network.
+        dim: model width, for the LayerNorms.
+        dropout: residual dropout.
+        cross_attention: a ``MultiHeadAttention`` over an encoder's memory, or None.
+    """
+
+    def __init__(self, self_attention: nn.Module, feed_forward: nn.Module, dim: int, dropout: float = 0.0,
+                 cross_attention: nn.Module | None = None):
+        super().__init__()
+        self.self_attention, self.feed_forward, self.cross_attention = self_attention, feed_forward, cross_attention
+        self.norm_self = nn.LayerNorm(dim)
+        self.norm_cross = nn.LayerNorm(dim) if cross_attention is not None else None
+        self.norm_ff = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False, memory: Tensor | None = None,
+                memory_mask: Tensor | None = None, cache: dict[str, Any] | None = None,
+                need_weights: bool = False) -> tuple[Tensor, dict[str, Any] | None, Tensor | None]:
+        """x (B, T, C) → (B, T, C), the updated cache ({"self": …, "cross": …}) and cross-attention weights."""
+        self_cache = cache.get("self", {}) if cache is not None else None
+        h, self_cache, _ = self.self_attention(self.norm_self(x), mask=mask, causal=causal, cache=self_cache)
+        x = x + self.drop(h)
+        weights, cross_cache = None, None
+        if self.cross_attention is not None:
+            cross_cache = cache.get("cross", {}) if cache is not None else None
+            h, cross_cache, weights = self.cross_attention(self.norm_cross(x), memory=memory, mask=memory_mask,
+                                                           cache=cross_cache, need_weights=need_weights)
+            x = x + self.drop(h)
+        x = x + self.drop(self.feed_forward(self.norm_ff(x)))
+        new_cache = {"self": self_cache, "cross": cross_cache} if cache is not None else None
+        return x, new_cache, weights
+
+
+def sinusoidal_positions(length: int, dim: int) -> Tensor:
+    """(length, dim) sine/cosine position encodings of Vaswani et al. 2017."""
+    position = torch.arange(length, dtype=torch.float)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
