@@ -43,6 +43,9 @@ def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
                        help="never repeat an n-gram of this size (default 0 = off).")
     group.add_argument("--length-penalty", type=float, default=1.0,
                        help="beam: rank hypotheses by log-prob / length**this (default 1.0).")
+    group.add_argument("--coverage-penalty", type=float, default=0.0, metavar="BETA",
+                       help="beam, attending models: add BETA × Σ log min(attention received, 1) per source word "
+                            "(GNMT), favouring outputs that cover the whole source (default 0 = off).")
     group.add_argument("--n-best", type=int, default=1, help="beam: print this many hypotheses per input (default 1).")
     group.add_argument("--stop", action="append", default=[], metavar="TEXT",
                        help="end a sequence when this text appears (repeatable); the text is cut before it.")
@@ -54,7 +57,8 @@ def _generation_options(args: argparse.Namespace) -> dict:
     return dict(method=method, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                 repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram,
-                num_beams=args.beam or 4, length_penalty=args.length_penalty, num_return_sequences=args.n_best,
+                num_beams=args.beam or 4, length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
+                num_return_sequences=args.n_best,
                 stop_strings=args.stop, seed=args.seed)
 
 

@@ -127,3 +127,12 @@ def test_early_poor_hypotheses_do_not_crowd_out_the_best_one():
     (nbest,) = beam_search(ScriptedDecoder(table), [[BOS]], cfg, eos_id=EOS)
     assert nbest[0].tokens == [A, A]
     assert nbest[0].score == pytest.approx(math.log(0.9 * 0.98) / 3)
+
+
+def test_coverage_penalty_is_gnmt_and_skips_padding():
+    from genloom.decoding.generate import _coverage
+
+    attention = torch.tensor([[0.5, 0.5, 0.0], [0.25, 0.25, 0.0]])  # column 2 is padding
+    assert _coverage(attention, 0.0) == 0.0
+    assert _coverage(attention, 2.0) == pytest.approx(2.0 * 2 * math.log(0.75))
+    assert _coverage(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), 1.0) == 0.0  # over-attended words are capped at 1

@@ -57,3 +57,11 @@ def test_self_bleu_is_one_for_copies_and_low_for_unrelated_texts():
     assert self_bleu(["a b c d e", "v w x y z"], n=2) < 0.1
     with pytest.raises(UserError):
         self_bleu(["only one"])
+
+
+def test_rouge_with_several_references_takes_the_best_per_metric():
+    single = rouge(["the cat on the mat"], ["the cat sat on the mat"])
+    multi = rouge(["the cat on the mat"], [["a dog", "the cat sat on the mat"]])
+    assert multi == single
+    with pytest.raises(UserError, match="2 references but 1 hypotheses"):
+        rouge(["x"], ["a", "b"])

@@ -59,6 +59,7 @@ class GenerationConfig:
     no_repeat_ngram_size: int = 0
     num_beams: int = 4
     length_penalty: float = 1.0
+    coverage_penalty: float = 0.0
     num_return_sequences: int = 1
     stop_strings: list[str] = field(default_factory=list)
     seed: int | None = None
@@ -76,6 +77,7 @@ class GenerationConfig:
             (self.repetition_penalty > 0, f"repetition_penalty must be positive, got {self.repetition_penalty}"),
             (self.no_repeat_ngram_size >= 0, f"no_repeat_ngram_size must be ≥ 0, got {self.no_repeat_ngram_size}"),
             (self.num_beams >= 1, f"num_beams must be at least 1, got {self.num_beams}"),
+            (self.coverage_penalty >= 0, f"coverage_penalty must be ≥ 0, got {self.coverage_penalty}"),
             (1 <= self.num_return_sequences <= max(1, self.num_beams if self.method == "beam" else 1),
              f"num_return_sequences must lie in [1, num_beams] for beam search and be 1 otherwise, "
              f"got {self.num_return_sequences}"),
@@ -309,7 +311,8 @@ def beam_search(
     best open beam can no longer beat the worst of them (see ``_cannot_improve``),
     or at ``max_new_tokens``, where its open beams are finished as they are.
     Scores are summed log-probabilities of the new tokens (EOS included) divided
-    by length ** ``length_penalty``.
+    by length ** ``length_penalty``, plus GNMT's coverage penalty for attending
+    models when ``coverage_penalty`` > 0.
 
     Example:
         >>> # hyps = beam_search(lm.model, [[lm.start_id]], GenerationConfig(method="beam"), eos_id)
@@ -352,8 +355,10 @@ def beam_search(
                 if ends:
                     text = new[:-1] if token == eos_id else new
                     attention = _beam_attention(attended, step_attention, b * beams + beam, len(text), len(new))
-                    _add_finished(finished[b], Hypothesis(text, _normalised(score, len(new), cfg.length_penalty),
-                                                          attention), beams)
+                    final = _normalised(score, len(new), cfg.length_penalty) + _coverage(
+                        _beam_attention(attended, step_attention, b * beams + beam, len(new), len(new)),
+                        cfg.coverage_penalty)
+                    _add_finished(finished[b], Hypothesis(text, final, attention), beams)
                     continue
                 keep_scores[b, kept], keep_beams[b, kept], keep_tokens[b, kept] = score, beam, token
                 kept += 1
@@ -362,8 +367,9 @@ def beam_search(
                     row = b * beams + int(keep_beams[b, k])
                     new = _beam_tokens(history, lengths, row, b) + [int(keep_tokens[b, k])]
                     attention = _beam_attention(attended, step_attention, row, len(new), len(new))
-                    _add_finished(finished[b], Hypothesis(new, _normalised(float(keep_scores[b, k]), len(new),
-                                                                           cfg.length_penalty), attention), beams)
+                    final = _normalised(float(keep_scores[b, k]), len(new), cfg.length_penalty) + _coverage(
+                        attention, cfg.coverage_penalty)
+                    _add_finished(finished[b], Hypothesis(new, final, attention), beams)
                 done[b] = True
             elif kept == 0 or (len(finished[b]) == beams and not bool(forced[b]) and _cannot_improve(
                     finished[b], float(keep_scores[b, 0]), int(new_count[b]) + 1, cfg.length_penalty)):
@@ -395,6 +401,20 @@ def _beam_attention(attended: Tensor | None, step_attention: Tensor | None, row:
     if attended is not None:
         rows = torch.cat([attended[row, -(length - 1) :] if length > 1 else attended[row, :0], rows], 0)
     return rows[:keep]
+
+
+def _coverage(attention: Tensor | None, beta: float) -> float:
+    """GNMT's coverage penalty (Wu et al. 2016): β Σ_i log(min(Σ_t a_ti, 1)) over the source positions.
+
+    Positions with exactly zero total attention are padding (softmax gives
+    every real position some weight) and are left out. The term is ≤ 0, so
+    hypotheses that leave source words unattended rank lower.
+    """
+    if beta == 0.0 or attention is None:
+        return 0.0
+    coverage = attention.float().sum(0)  # (S,)
+    real = coverage > 0
+    return beta * float(torch.log(coverage[real].clamp(max=1.0)).sum())
 
 
 def _add_finished(finished: list[Hypothesis], hypothesis: Hypothesis, capacity: int) -> None:

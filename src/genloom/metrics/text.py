@@ -93,15 +93,22 @@ class UnicodeRougeTokenizer:
         return tokens
 
 
-def rouge(hypotheses: Sequence[str], references: Sequence[str], stem: bool = False) -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 (0–1) over hypothesis–reference pairs, with a Unicode-aware tokenizer."""
-    _check_pairs(hypotheses, [references])
+def rouge(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]], stem: bool = False) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F1 (0–1) over hypotheses, with a Unicode-aware tokenizer.
+
+    Each reference entry is one string or a list of strings; with several, each
+    metric takes its best score over them (SciTLDR's multi-target protocol).
+    """
+    if not hypotheses:
+        raise UserError("there are no hypotheses to score.")
+    if len(references) != len(hypotheses):
+        raise UserError(f"there are {len(references)} references but {len(hypotheses)} hypotheses.")
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=UnicodeRougeTokenizer(stem))
     totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for hyp, ref in zip(hypotheses, references):
-        scores = scorer.score(ref, hyp)
+    for hyp, refs in zip(hypotheses, references):
+        all_scores = [scorer.score(ref, hyp) for ref in ([refs] if isinstance(refs, str) else refs)]
         for key in totals:
-            totals[key] += scores[key].fmeasure
+            totals[key] += max(scores[key].fmeasure for scores in all_scores)
     return {key: value / len(hypotheses) for key, value in totals.items()}
 
 
