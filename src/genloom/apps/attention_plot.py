@@ -19,6 +19,8 @@ def plot_attention(attention: Tensor, source_tokens: list[str], target_tokens: l
     import matplotlib.pyplot as plt
 
     weights = attention.detach().float().cpu().numpy()[: len(target_tokens), : len(source_tokens)]
+    source_tokens = [_visible(t) for t in source_tokens]
+    target_tokens = [_visible(t) for t in target_tokens]
     width = max(4.0, 0.45 * len(source_tokens) + 2)
     height = max(3.0, 0.4 * len(target_tokens) + 1.5)
     fig, ax = plt.subplots(figsize=(width, height), dpi=110)
@@ -34,3 +36,8 @@ def plot_attention(attention: Tensor, source_tokens: list[str], target_tokens: l
     fig.savefig(buffer, format="png")
     plt.close(fig)
     atomic_write(path, buffer.getvalue())
+
+
+def _visible(token: str) -> str:
+    """Spaces and the unigram word marker as a visible ␣, so character tokens stay readable on an axis."""
+    return token.replace(" ", "␣").replace("▁", "␣") or "∅"

@@ -1,0 +1,23 @@
+"""``genloom demo``, the main job of ``make demo``, end to end."""
+
+from genloom.apps.demo import MARKER, run_demo
+from genloom.errors import UserError
+
+import pytest
+
+
+def test_demo_trains_shows_and_leaves_its_files(tmp_path, capsys):
+    out_dir = tmp_path / "demo"
+    figures = run_demo(out_dir, device="cpu")
+    printed = capsys.readouterr().out
+    assert "exact match, greedy" in printed and "beam 1st" in printed
+    assert figures["exact_match_greedy"] > 0.9  # a sanity floor; the 99% figure is measured by running the demo
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "curves.png", "attention.png", MARKER):
+        assert (out_dir / name).is_file(), name
+
+
+def test_demo_never_overwrites_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "keep.txt").write_text("precious")
+    with pytest.raises(UserError, match="is not a demo run"):
+        run_demo(tmp_path)
+    assert (tmp_path / "keep.txt").read_text() == "precious"
