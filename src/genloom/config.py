@@ -122,6 +122,22 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+def require_at_least(config: Any, keys: tuple[str, ...], minimum: int = 1, section: str = "model") -> None:
+    """Raise a ``UserError`` naming the first of ``keys`` whose value is below ``minimum``."""
+    for key in keys:
+        value = getattr(config, key)
+        if value < minimum:
+            raise UserError(f"config key '{section}.{key}' must be at least {minimum}, got {value}.")
+
+
+def require_fraction(config: Any, keys: tuple[str, ...], section: str = "model") -> None:
+    """Raise a ``UserError`` naming the first of ``keys`` whose value is outside [0, 1)."""
+    for key in keys:
+        value = getattr(config, key)
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"config key '{section}.{key}' must lie in [0, 1), got {value}.")
+
+
 def from_dict(cls: type, values: Any, where: str) -> Any:
     """Build dataclass ``cls`` from ``values``, rejecting unknown keys and wrong types.
 
@@ -267,9 +283,8 @@ def parse_run_config(values: dict[str, Any]) -> RunConfig:
         raise UserError("the config must name the training data in 'data.train'.")
     if run.train.epochs is None and run.train.max_steps is None:
         raise UserError("the config must set 'train.epochs' or 'train.max_steps' so training knows when to stop.")
-    for key in ("batch_size", "eval_batch_size", "bptt", "grad_accum", "log_every"):
-        if getattr(run.train, key) < 1:
-            raise UserError(f"config key 'train.{key}' must be at least 1, got {getattr(run.train, key)}.")
+    require_at_least(run.train, ("batch_size", "eval_batch_size", "bptt", "grad_accum", "log_every"), section="train")
+    require_at_least(run.data, ("max_length", "max_source_length"), section="data")
     if run.train.lr <= 0:
         raise UserError(f"config key 'train.lr' must be positive, got {run.train.lr}.")
     return run

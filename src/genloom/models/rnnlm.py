@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import masked_cross_entropy
@@ -101,11 +102,8 @@ class RNNLM(nn.Module):
 
 def check_config(config: RNNLMConfig) -> None:
     """Invariants with messages that say what was expected and what was given."""
-    for key in ("embed_dim", "hidden_dim", "num_layers"):
-        if getattr(config, key) < 1:
-            raise UserError(f"config key 'model.{key}' must be at least 1, got {getattr(config, key)}.")
-    if not 0.0 <= config.dropout < 1.0:
-        raise UserError(f"config key 'model.dropout' must lie in [0, 1), got {config.dropout}.")
+    require_at_least(config, ("embed_dim", "hidden_dim", "num_layers"))
+    require_fraction(config, ("dropout",))
 
 
 def build(config: RNNLMConfig) -> RNNLM:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import UNK_ID
 from genloom.errors import UserError
@@ -248,11 +249,8 @@ class Seq2Seq(nn.Module):
 
 
 def check_config(config: Seq2SeqConfig) -> None:
-    for key in ("embed_dim", "hidden_dim", "encoder_layers", "decoder_layers", "attention_dim"):
-        if getattr(config, key) < 1:
-            raise UserError(f"config key 'model.{key}' must be at least 1, got {getattr(config, key)}.")
-    if not 0.0 <= config.dropout < 1.0:
-        raise UserError(f"config key 'model.dropout' must lie in [0, 1), got {config.dropout}.")
+    require_at_least(config, ("embed_dim", "hidden_dim", "encoder_layers", "decoder_layers", "attention_dim"))
+    require_fraction(config, ("dropout",))
     if not 0.0 <= config.scheduled_sampling <= 1.0:
         raise UserError(f"config key 'model.scheduled_sampling' must lie in [0, 1], got {config.scheduled_sampling}.")
     enc_dim = config.hidden_dim * (2 if config.bidirectional else 1)

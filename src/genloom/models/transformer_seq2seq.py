@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import masked_cross_entropy
@@ -136,13 +137,10 @@ class TransformerSeq2Seq(nn.Module):
 
 
 def check_config(config: TransformerSeq2SeqConfig) -> None:
-    for key in ("dim", "num_heads", "encoder_layers", "decoder_layers", "ff_dim", "max_positions"):
-        if getattr(config, key) < 1:
-            raise UserError(f"config key 'model.{key}' must be at least 1, got {getattr(config, key)}.")
+    require_at_least(config, ("dim", "num_heads", "encoder_layers", "decoder_layers", "ff_dim", "max_positions"))
+    require_fraction(config, ("dropout", "label_smoothing"))
     if config.dim % config.num_heads:
         raise UserError(f"model.dim ({config.dim}) must be divisible by model.num_heads ({config.num_heads}).")
-    if not 0.0 <= config.dropout < 1.0 or not 0.0 <= config.label_smoothing < 1.0:
-        raise UserError("model.dropout and model.label_smoothing must lie in [0, 1).")
 
 
 def build(config: TransformerSeq2SeqConfig) -> TransformerSeq2Seq:
