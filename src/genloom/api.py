@@ -137,7 +137,10 @@ class LoadedModel:
     def _decode_batch(self, prompts: list[str], options: dict[str, Any]) -> list[list[Transduction]]:
         cfg = self._options(options)
         ids, context, oovs = self._inputs(prompts)
-        source_tokens = [[self.tokenizer.id_to_token(i) for i in self.tokenizer.encode(p)] for p in prompts]
+        source_tokens = [[] for _ in prompts]
+        if context is not None:
+            source_tokens = [[self.tokenizer.id_to_token(int(i)) for i in row[mask]]
+                             for row, mask in zip(context["source"].cpu(), context["source_mask"].cpu())]
 
         def result(row: int, new: list[int], attention: torch.Tensor | None) -> Transduction:
             text = _cut_at_stop(self._new_text(ids[row], new, oovs[row]), cfg.stop_strings)
