@@ -33,6 +33,10 @@ class DataConfig:
     the classic LM protocol); ``sentences`` keeps each text whole, groups texts of
     similar length (length bucketing) and pads them with a mask.
 
+    ``valid_fraction`` > 0 (with no ``valid`` file) holds out the last part of
+    the training data for validation: the last texts, or for a single text (a
+    ``text``-format file) its last tokens, as nanoGPT does.
+
     Sequence-to-sequence data is either two line-aligned files per split
     (``train`` the sources, ``train_target`` the targets; likewise valid, test),
     a two-column TSV, or JSONL with ``source_field`` and ``target_field``.
@@ -47,6 +51,7 @@ class DataConfig:
     batching: Literal["stream", "sentences"] = "sentences"
     max_length: int = 256
     lowercase: bool = False
+    valid_fraction: float = 0.0
     train_target: str | None = None
     valid_target: str | None = None
     test_target: str | None = None
@@ -285,6 +290,9 @@ def parse_run_config(values: dict[str, Any]) -> RunConfig:
         raise UserError("the config must set 'train.epochs' or 'train.max_steps' so training knows when to stop.")
     require_at_least(run.train, ("batch_size", "eval_batch_size", "bptt", "grad_accum", "log_every"), section="train")
     require_at_least(run.data, ("max_length", "max_source_length"), section="data")
+    require_fraction(run.data, ("valid_fraction",), section="data")
+    if run.data.valid and run.data.valid_fraction:
+        raise UserError("set either data.valid or data.valid_fraction, not both.")
     if run.train.lr <= 0:
         raise UserError(f"config key 'train.lr' must be positive, got {run.train.lr}.")
     return run

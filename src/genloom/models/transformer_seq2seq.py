@@ -19,7 +19,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import masked_cross_entropy
-from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer, sinusoidal_positions
+from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer, reorder_caches, sinusoidal_positions
 from genloom.train.loop import LossOutput
 
 
@@ -122,8 +122,7 @@ class TransformerSeq2Seq(nn.Module):
                                    attention=weights[:, -1])
 
     def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        caches = [{part: {k: v.index_select(0, index) for k, v in c.items()} if c else c for part, c in layer.items()}
-                  for layer in state["caches"]]
+        caches = reorder_caches(state["caches"], index)
         attention = state["attention"].index_select(0, index) if state["attention"] is not None else None
         return dict(state, memory=state["memory"].index_select(0, index),
                     memory_mask=state["memory_mask"].index_select(0, index), caches=caches, attention=attention)

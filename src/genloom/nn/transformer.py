@@ -62,7 +62,12 @@ class MultiHeadAttention(nn.Module):
             if memory is None and cache is not None and "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)  # (B, H, S_past+T, D)
         new_cache = {"k": k, "v": v} if cache is not None else None
-        full_mask = _combine(mask, causal, q.size(2), k.size(2), x.device)  # (B|1, 1|T, S) or None
+        # The fused kernels' own causal path when nothing else is masked; no mask at all for a single
+        # new query at the end of the sequence; an explicit mask otherwise.
+        fused_causal = causal and mask is None and q.size(2) == k.size(2) and not need_weights
+        if causal and mask is None and q.size(2) == 1:
+            causal = False
+        full_mask = None if fused_causal else _combine(mask, causal, q.size(2), k.size(2), x.device)
         dropout = self.dropout if self.training else 0.0
         weights = None
         if need_weights:
@@ -74,7 +79,7 @@ class MultiHeadAttention(nn.Module):
             y = F.dropout(probs, dropout, self.training) @ v  # (B, H, T, D)
         else:
             attn_mask = full_mask[:, None] if full_mask is not None and full_mask.dim() == 3 else full_mask
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=fused_causal)
         y = y.transpose(1, 2).reshape(x.size(0), x.size(1), -1)  # (B, T, C)
         return self.out(y), new_cache, weights
 
@@ -139,6 +144,12 @@ class TransformerLayer(nn.Module):
         x = x + self.drop(self.feed_forward(self.norm_ff(x)))
         new_cache = {"self": self_cache, "cross": cross_cache} if cache is not None else None
         return x, new_cache, weights
+
+
+def reorder_caches(caches: list[dict[str, Any]], index: Tensor) -> list[dict[str, Any]]:
+    """Keep batch rows ``index`` of every layer's {"self": {k, v}, "cross": {k, v}} cache (beam search)."""
+    return [{part: {name: t.index_select(0, index) for name, t in cache.items()} if cache else cache
+             for part, cache in layer.items()} for layer in caches]
 
 
 def sinusoidal_positions(length: int, dim: int) -> Tensor:

@@ -24,6 +24,19 @@ def encode_texts(texts: list[str], tokenizer: Tokenizer, data: DataConfig) -> li
     return ids
 
 
+def hold_out(ids: list[list[int]], fraction: float) -> tuple[list[list[int]], list[list[int]]]:
+    """Split off the last ``fraction`` of the data: the last texts, or the last tokens of a single text."""
+    if len(ids) == 1:
+        cut = int(len(ids[0]) * (1 - fraction))
+        parts = [ids[0][:cut]], [ids[0][cut:]]
+    else:
+        cut = int(len(ids) * (1 - fraction))
+        parts = ids[:cut], ids[cut:]
+    if not parts[0] or not parts[1] or not parts[0][0] or not parts[1][0]:
+        raise UserError(f"data.valid_fraction {fraction} leaves no training or no validation data.")
+    return parts
+
+
 def lm_batches(ids: list[list[int]], tokenizer: Tokenizer, data: DataConfig, batch_size: int, bptt: int,
                generator: torch.Generator | None = None) -> list[Batch]:
     """Batches for one pass: a TBPTT stream or bucketed whole texts (shuffled when ``generator`` is given)."""
@@ -45,11 +58,14 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None) -> di
     run_dir, tokenizer, model_config = open_run(run, resume, lambda: train_texts)
 
     train_ids = encode_texts(train_texts, tokenizer, data)
+    valid_ids = encode_texts(valid_texts, tokenizer, data) if valid_texts else None
+    if data.valid_fraction:
+        train_ids, valid_ids = hold_out(train_ids, data.valid_fraction)
     train_batches = epoch_batches(
         lambda generator: lm_batches(train_ids, tokenizer, data, cfg.batch_size, cfg.bptt, generator), cfg.seed)
     valid_batches = None
-    if valid_texts:
-        valid_batches = lm_batches(encode_texts(valid_texts, tokenizer, data), tokenizer, data, cfg.eval_batch_size, cfg.bptt)
+    if valid_ids:
+        valid_batches = lm_batches(valid_ids, tokenizer, data, cfg.eval_batch_size, cfg.bptt)
     description = f"vocabulary {tokenizer.vocab_size:,}, {sum(len(s) for s in train_ids):,} training tokens"
     summary = build_and_fit(run, model_config, train_batches, valid_batches, run_dir, torch_device, resume, description)
     if data.test:

@@ -1,0 +1,127 @@
+"""GPT: a decoder-only Transformer language model (Radford et al. 2019), nanoGPT-style, from ``nn/transformer.py``.
+
+Pre-LayerNorm blocks, causal attention through ``scaled_dot_product_attention``,
+learned positions (GPT-2's layout), the input embedding tied to the output
+layer, the embedding table padded to a multiple of 64 rows (faster matmuls; the
+padded rows are never predicted), and a KV cache for incremental decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from genloom.config import require_at_least, require_fraction
+from genloom.data.batching import Batch
+from genloom.errors import UserError
+from genloom.nn.losses import masked_cross_entropy
+from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer, reorder_caches
+from genloom.train.loop import LossOutput
+
+
+@dataclass
+class GPTConfig:
+    """The GPT's shape. ``vocab_size`` comes from the tokenizer; ``context_length`` is the longest input."""
+
+    vocab_size: int = 0
+    context_length: int = 256
+    dim: int = 384
+    num_layers: int = 6
+    num_heads: int = 6
+    dropout: float = 0.0
+    bias: bool = True
+    tie_embeddings: bool = True
+    pad_vocab_multiple: int = 64
+
+
+class GPT(nn.Module):
+    """A causal Transformer LM honouring the decoding step contract."""
+
+    conditional = False
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = c = config
+        self.padded_vocab = math.ceil(c.vocab_size / c.pad_vocab_multiple) * c.pad_vocab_multiple
+        self.embed = nn.Embedding(self.padded_vocab, c.dim)
+        self.positions = nn.Embedding(c.context_length, c.dim)
+        self.drop = nn.Dropout(c.dropout)
+        self.layers = nn.ModuleList(
+            TransformerLayer(MultiHeadAttention(c.dim, c.num_heads, c.dropout, c.bias),
+                             FeedForward(c.dim, 4 * c.dim, c.dropout, "gelu", c.bias), c.dim, c.dropout)
+            for _ in range(c.num_layers)
+        )
+        self.norm = nn.LayerNorm(c.dim, bias=c.bias)
+        self.output = nn.Linear(c.dim, self.padded_vocab, bias=False)
+        self.apply(self._init)
+        for name, param in self.named_parameters():  # GPT-2: scale residual projections by 1/sqrt(2 L)
+            if name.endswith("out.weight") or name.endswith("down.weight"):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * c.num_layers))
+        if c.tie_embeddings:
+            self.output.weight = self.embed.weight
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: Tensor, caches: list | None = None, offset: int = 0) -> tuple[Tensor, list | None]:
+        """tokens (B, T) at positions offset … offset+T-1 → logits (B, T, V) and the updated caches."""
+        length = offset + tokens.size(1)
+        if length > self.config.context_length:
+            raise UserError(f"the input is {length} tokens long, longer than the model's context of "
+                            f"{self.config.context_length} tokens.")
+        positions = torch.arange(offset, length, device=tokens.device)
+        x = self.drop(self.embed(tokens) + self.positions(positions))  # (B, T, C)
+        new_caches = []
+        for i, layer in enumerate(self.layers):
+            x, cache, _ = layer(x, causal=True, cache=caches[i] if caches is not None else None)
+            new_caches.append(cache)
+        logits = self.output(self.norm(x))[..., : self.config.vocab_size]  # (B, T, V): padded rows dropped
+        return logits, new_caches if caches is not None else None
+
+    def loss(self, batch: Batch, carry: Any = None) -> LossOutput:
+        """Mean next-token cross-entropy; windows are independent, so ``carry`` is unused."""
+        logits, _ = self(batch.inputs)
+        return LossOutput(loss=masked_cross_entropy(logits, batch.targets, batch.mask), n_tokens=batch.num_tokens)
+
+    # The decoding step contract.
+
+    def init_state(self, batch_size: int, context: Any = None) -> dict[str, Any]:
+        return {"caches": [{} for _ in self.layers], "offset": 0}
+
+    def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """(B, T) new tokens → (B, V) logits for the next one, reusing cached keys and values."""
+        logits, caches = self(tokens, state["caches"], state["offset"])
+        return logits[:, -1], {"caches": caches, "offset": state["offset"] + tokens.size(1)}
+
+    def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
+        caches = reorder_caches(state["caches"], index)
+        return {"caches": caches, "offset": state["offset"]}
+
+    @property
+    def max_context(self) -> int:
+        return self.config.context_length
+
+
+def check_config(config: GPTConfig) -> None:
+    require_at_least(config, ("context_length", "dim", "num_layers", "num_heads", "pad_vocab_multiple"))
+    require_fraction(config, ("dropout",))
+    if config.dim % config.num_heads:
+        raise UserError(f"model.dim ({config.dim}) must be divisible by model.num_heads ({config.num_heads}).")
+
+
+def build(config: GPTConfig) -> GPT:
+    check_config(config)
+    if config.vocab_size < 1:
+        raise UserError("the GPT needs model.vocab_size ≥ 1; it is normally taken from the tokenizer.")
+    return GPT(config)
+
+
+CONFIG = GPTConfig

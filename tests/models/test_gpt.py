@@ -1,0 +1,74 @@
+"""The GPT: cached generation equals full recomputation token for token; padding of the vocabulary; limits."""
+
+import pytest
+import torch
+
+from genloom.decoding.generate import GenerationConfig, beam_search, generate
+from genloom.errors import UserError
+from genloom.models.gpt import GPTConfig, build
+
+
+def tiny(**changes):
+    config = dict(vocab_size=50, context_length=32, dim=16, num_layers=2, num_heads=2)
+    config.update(changes)
+    torch.manual_seed(0)
+    return build(GPTConfig(**config)).eval()
+
+
+def test_vocabulary_is_padded_to_64_and_tied():
+    model = tiny()
+    assert model.embed.weight.shape == (64, 16) and model.output.weight is model.embed.weight
+    logits, _ = model(torch.zeros(2, 5, dtype=torch.long))
+    assert logits.shape == (2, 5, 50)
+
+
+def test_cached_generation_equals_full_recomputation_token_for_token():
+    model = tiny()
+    prompt = [1, 7, 9, 11]
+    cfg = GenerationConfig(max_new_tokens=12)
+    cached = [int(s.tokens[0]) for s in generate(model, [prompt], cfg, eos_id=2) if s.emitted[0]]
+    sequence = list(prompt)
+    for _ in range(len(cached)):
+        logits, _ = model(torch.tensor([sequence]))  # no cache: the whole sequence every time
+        sequence.append(int(logits[0, -1].argmax()))
+    assert cached == sequence[len(prompt):]
+    state = model.init_state(1)
+    steps = []
+    for token in sequence:
+        logits, state = model.step(torch.tensor([[token]]), state)
+        steps.append(logits)
+    full, _ = model(torch.tensor([sequence]))
+    torch.testing.assert_close(torch.stack(steps, 1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_beam_search_runs_on_the_cache():
+    model = tiny()
+    (hyps,) = beam_search(model, [[1, 5]], GenerationConfig(method="beam", num_beams=3, num_return_sequences=3,
+                                                            max_new_tokens=6), eos_id=2)
+    assert len(hyps) == 3 and hyps[0].score >= hyps[-1].score
+
+
+def test_inputs_longer_than_the_context_are_refused():
+    model = tiny(context_length=8)
+    with pytest.raises(UserError, match="the prompt is 9 tokens long, longer than the model's context of 8 tokens"):
+        list(generate(model, [list(range(9))], GenerationConfig(), eos_id=2, max_context=model.max_context))
+    with pytest.raises(UserError, match="longer than the model's context of 8 tokens"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_gpt_trains_through_the_lm_recipe_with_a_held_out_tail(tmp_path):
+    import genloom
+    from genloom.apps.toy_grammar import corpus
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(corpus(200, 0)), encoding="utf-8")
+    summary = genloom.train({
+        "family": "gpt", "out_dir": str(tmp_path / "run"),
+        "data": {"train": str(text), "format": "text", "batching": "stream", "valid_fraction": 0.1},
+        "tokenizer": {"kind": "char"},
+        "model": {"context_length": 16, "dim": 16, "num_layers": 1, "num_heads": 2},
+        "train": {"max_steps": 6, "batch_size": 4, "bptt": 16, "eval_every": 3, "lr": 0.003, "device": "cpu"},
+    })
+    assert summary["steps"] == 6 and summary["best_valid_loss"] < 5
+    lm = genloom.load(tmp_path / "run", device="cpu")
+    assert len("".join(lm.generate("the ", max_new_tokens=8))) > 0
