@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from genloom.checkpoint import load_tensors, read_checkpoint_config
-from genloom.config import DataConfig, RunConfig, from_dict, load_run_config, parse_run_config
+from genloom.checkpoint import load_tensors, read_checkpoint_config, read_json
+from genloom.config import DataConfig, RunConfig, from_dict, load_run_config, parse_run_config, to_dict
 from genloom.data.batching import pad
 from genloom.data.readers import read_corpus
 from genloom.data.tokenizers import Tokenizer
@@ -221,6 +221,9 @@ def load(path: str | Path, device: str | None = None, family: str | None = None)
         A ``LoadedModel`` in evaluation mode.
     """
     path = Path(path)
+    hf_config = _huggingface_config(path)
+    if hf_config is not None:
+        return _load_huggingface(path, hf_config, device, family)
     config = read_checkpoint_config(path)
     if family is not None and config["family"] != family:
         raise UserError(f"{path} holds a '{config['family']}' checkpoint, but this command needs a '{family}' one.")
@@ -239,6 +242,77 @@ def load(path: str | Path, device: str | None = None, family: str | None = None)
                         f"({str(error).splitlines()[0]}).") from None
     model.to(torch_device).eval()
     return LoadedModel(path, config, model, tokenizer, torch_device)
+
+
+def _huggingface_config(path: Path) -> dict[str, Any] | None:
+    """The config.json of a Hugging Face model directory (it has ``model_type``, not ``family``), else None."""
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        return None
+    config = read_json(config_path)
+    return config if isinstance(config, dict) and "model_type" in config and "family" not in config else None
+
+
+def _load_huggingface(path: Path, hf_config: dict[str, Any], device: str | None, family: str | None) -> LoadedModel:
+    """Load a local Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer files); never downloads."""
+    from genloom.models import gpt
+
+    if family not in (None, "gpt"):
+        raise UserError(f"{path} holds a Hugging Face '{hf_config['model_type']}' model, not a '{family}' one.")
+    config = gpt.config_from_hf(hf_config)
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"{path} has no model.safetensors; genloom loads only safetensors weights "
+                        "(a pytorch_model.bin would have to be unpickled).")
+    model = gpt.GPT(config)
+    try:
+        model.load_state_dict(gpt.state_from_hf(load_tensors(weights), config), strict=True)
+    except (KeyError, RuntimeError) as error:
+        raise UserError(f"the weights in {weights} do not fit its config.json ({str(error).splitlines()[0]}).") from None
+    tokenizer = _huggingface_tokenizer(path, hf_config)
+    torch_device = resolve_device(device or "auto")
+    model.to(torch_device).eval()
+    genloom_config = {"family": "gpt", "model": to_dict(config), "source": "huggingface",
+                      "recipe": {"data": {"batching": "stream"},
+                                 "train": {"eval_batch_size": 8, "bptt": config.context_length, "precision": "fp32"}}}
+    return LoadedModel(path, genloom_config, model, tokenizer, torch_device)
+
+
+def _huggingface_tokenizer(path: Path, hf_config: dict[str, Any]) -> Tokenizer:
+    """tokenizer.json, or GPT-2's vocab.json + merges.txt; <|endoftext|> (eos_token_id) plays pad, bos and eos."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers
+
+    if (path / "tokenizer.json").is_file():
+        hf = HFTokenizer.from_file(str(path / "tokenizer.json"))
+    elif (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+        hf = HFTokenizer(models.BPE.from_file(str(path / "vocab.json"), str(path / "merges.txt")))
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+    else:
+        raise UserError(f"{path} has no tokenizer (tokenizer.json, or vocab.json and merges.txt).")
+    eos = hf.id_to_token(hf_config.get("eos_token_id", 50256))
+    bos = hf.id_to_token(hf_config.get("bos_token_id", hf_config.get("eos_token_id", 50256)))
+    if eos is None or bos is None:
+        raise UserError(f"the tokenizer in {path} has no token for the config's bos/eos ids.")
+    return Tokenizer(hf, "bpe", {"pad": eos, "bos": bos, "eos": eos, "unk": None})
+
+
+def export_huggingface(model: LoadedModel, out_dir: str | Path) -> Path:
+    """Write a genloom GPT as a Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer.json)."""
+    from genloom.checkpoint import atomic_write, save_tensors, write_json
+    from genloom.models import gpt
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UserError(f"{out_dir} is not empty; export into a new folder so nothing is overwritten.")
+    if model.family != "gpt":
+        raise UserError(f"only GPT checkpoints export to the GPT-2 layout; {model.path} holds a '{model.family}' model.")
+    write_json(out_dir / "config.json", gpt.config_to_hf(model.model.config, model.tokenizer.bos_id,
+                                                         model.tokenizer.eos_id))
+    save_tensors(out_dir / "model.safetensors", gpt.state_to_hf(model.model), metadata={"format": "pt"})
+    atomic_write(out_dir / "tokenizer.json", model.tokenizer.hf.to_str())
+    return out_dir
 
 
 def train(config: str | Path | RunConfig | dict, overrides: list[str] | None = None, resume: bool = False,

@@ -111,6 +111,12 @@ def build_parser() -> Parser:
     ev.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
 
+    export = commands.add_parser("export", help="write a GPT checkpoint in the Hugging Face GPT-2 layout",
+                                 description="Write config.json, model.safetensors and tokenizer.json that "
+                                             "transformers' GPT2LMHeadModel.from_pretrained loads (offline).")
+    export.add_argument("checkpoint", help="a GPT run directory (or a Hugging Face GPT-2 directory)")
+    export.add_argument("out_dir", help="a new or empty folder to write into")
+
     val = commands.add_parser("validate", help="check a recipe without training",
                               description="Check a recipe's keys, types, model settings and data paths; train nothing.")
     val.add_argument("config", help="the YAML recipe")
@@ -231,6 +237,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from genloom.api import export_huggingface, load
+
+    path = export_huggingface(load(args.checkpoint, device="cpu"), args.out_dir)
+    print(f"wrote {path} (Hugging Face GPT-2 layout)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from genloom.apps.demo import run_demo
 
@@ -239,7 +253,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
-            "evaluate": cmd_evaluate, "validate": cmd_validate, "demo": cmd_demo}
+            "evaluate": cmd_evaluate, "export": cmd_export, "validate": cmd_validate, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,15 @@ PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 KINDS = ("char", "word", "bpe", "unigram")
 
 
+DEFAULT_SPECIALS = {"pad": PAD, "bos": BOS, "eos": EOS, "unk": UNK}
+
+
 class Tokenizer:
     """Text ↔ ids, with the special-token ids every model needs.
+
+    ``specials`` names the token playing each role (pad, bos, eos, unk). genloom's
+    own tokenizers use ``<pad> <bos> <eos> <unk>`` at ids 0–3; a Hugging Face GPT-2
+    tokenizer plays pad, bos and eos with ``<|endoftext|>`` and has no unk (None).
 
     Example:
         >>> tok = Tokenizer.train("word", ["a b a", "b c"], vocab_size=100)
@@ -32,14 +39,16 @@ class Tokenizer:
         'a c'
     """
 
-    def __init__(self, hf: HFTokenizer, kind: str):
+    def __init__(self, hf: HFTokenizer, kind: str, specials: dict[str, str | None] | None = None):
         self.hf = hf
         self.kind = kind
-        ids = [hf.token_to_id(t) for t in SPECIAL_TOKENS]
-        if None in ids:
-            missing = [t for t, i in zip(SPECIAL_TOKENS, ids) if i is None]
-            raise UserError(f"tokenizer lacks the special tokens {', '.join(missing)}.")
-        self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids
+        self.specials = dict(specials or DEFAULT_SPECIALS)
+        ids = {role: hf.token_to_id(token) if token is not None else None for role, token in self.specials.items()}
+        absent = [f"{role} {token!r}" for role, token in self.specials.items() if token is not None and ids[role] is None]
+        absent += [role for role in ("pad", "bos", "eos") if self.specials.get(role) is None]
+        if absent:
+            raise UserError(f"tokenizer lacks the special tokens {', '.join(absent)}.")
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids["pad"], ids["bos"], ids["eos"], ids.get("unk")
 
     @property
     def vocab_size(self) -> int:
@@ -61,17 +70,21 @@ class Tokenizer:
         return self.hf.id_to_token(index)
 
     def save(self, path: str | Path) -> str:
-        """The tokenizer's JSON, with genloom's ``kind`` recorded; the caller writes it atomically."""
+        """The tokenizer's JSON, with genloom's ``kind`` and special roles recorded; the caller writes it
+        atomically. Hugging Face ``tokenizers`` ignores the extra keys when it loads the file."""
         data = json.loads(self.hf.to_str())
         data["genloom_kind"] = self.kind
+        data["genloom_specials"] = self.specials
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "tokenizer.json") -> "Tokenizer":
+    def from_json(cls, text: str, source: str = "tokenizer.json",
+                  specials: dict[str, str | None] | None = None) -> "Tokenizer":
         try:
             data = json.loads(text)
             kind = data.pop("genloom_kind", "bpe")
-            return cls(HFTokenizer.from_str(json.dumps(data)), kind)
+            specials = data.pop("genloom_specials", None) or specials
+            return cls(HFTokenizer.from_str(json.dumps(data)), kind, specials)
         except (ValueError, Exception) as error:
             if isinstance(error, UserError):
                 raise
