@@ -107,7 +107,11 @@ def test_unusable_checkpoints_are_one_line_errors_and_stay_untouched(trained_run
     assert_one_line_error(run_cli("generate", other), "unknown model family 'diffusion'")
 
     (other / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
-    assert_one_line_error(run_cli("evaluate", other, "--data", other / "config.json"), "is not a genloom checkpoint config")
+    assert_one_line_error(run_cli("evaluate", other, "--data", other / "config.json"), "config.json lacks vocab_size")
+    (other / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    assert_one_line_error(run_cli("generate", other), "expected a Hugging Face GPT-2 config")
+    (other / "config.json").write_text(json.dumps({"name": "something else"}))
+    assert_one_line_error(run_cli("generate", other), "is not a genloom checkpoint config")
     assert_one_line_error(run_cli("generate", tmp_path / "nowhere"), "checkpoint not found")
 
 

@@ -126,6 +126,9 @@ def config_from_hf(hf: dict[str, Any]) -> GPTConfig:
     """A ``GPTConfig`` from a Hugging Face GPT-2 ``config.json``; unsupported variants are refused."""
     if hf.get("model_type") != "gpt2":
         raise UserError(f"expected a Hugging Face GPT-2 config (model_type gpt2), got {hf.get('model_type')!r}.")
+    missing = [key for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head") if key not in hf]
+    if missing:
+        raise UserError(f"the GPT-2 config.json lacks {', '.join(missing)}.")
     if hf.get("activation_function", "gelu_new") != "gelu_new" or hf.get("layer_norm_epsilon", 1e-5) != 1e-5:
         raise UserError("only GPT-2 checkpoints with gelu_new activations and LayerNorm epsilon 1e-5 can be loaded.")
     if hf.get("n_inner") not in (None, 4 * hf["n_embd"]):
