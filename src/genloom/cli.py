@@ -133,7 +133,11 @@ def build_parser() -> Parser:
 def cmd_train(args: argparse.Namespace) -> int:
     from genloom.api import train
 
+    from genloom.train import distributed
+
     summary = train(args.config, overrides=args.overrides, resume=args.resume, device=args.device)
+    if distributed.rank() != 0:
+        return 0
     figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
     print(f"done: {figures}")
     return 0

@@ -13,6 +13,7 @@ from genloom.data.readers import read_corpus
 from genloom.data.tokenizers import Tokenizer
 from genloom.errors import UserError
 from genloom.train.loop import evaluate, resolve_device
+from genloom.train import distributed
 from genloom.train.runs import build_and_fit, epoch_batches, open_run
 
 
@@ -51,11 +52,11 @@ def lm_batches(ids: list[list[int]], tokenizer: Tokenizer, data: DataConfig, bat
 
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
     """Run a language-model recipe end to end and return its summary (valid and test perplexity)."""
-    torch_device = resolve_device(device or run.train.device)
+    torch_device = distributed.local_device(resolve_device(device or run.train.device))
     data, cfg = run.data, run.train
     train_texts = read_corpus(data.train, data.format, data.field, data.lowercase)
     valid_texts = read_corpus(data.valid, data.format, data.field, data.lowercase) if data.valid else None
-    run_dir, tokenizer, model_config = open_run(run, resume, lambda: train_texts)
+    run_dir, tokenizer, model_config = open_run(run, resume, lambda: train_texts, torch_device)
 
     train_ids = encode_texts(train_texts, tokenizer, data)
     valid_ids = encode_texts(valid_texts, tokenizer, data) if valid_texts else None
@@ -68,7 +69,7 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None) -> di
         valid_batches = lm_batches(valid_ids, tokenizer, data, cfg.eval_batch_size, cfg.bptt)
     description = f"vocabulary {tokenizer.vocab_size:,}, {sum(len(s) for s in train_ids):,} training tokens"
     summary = build_and_fit(run, model_config, train_batches, valid_batches, run_dir, torch_device, resume, description)
-    if data.test:
+    if data.test and distributed.rank() == 0:
         from genloom.api import load
 
         result = load(run_dir, device=str(torch_device)).evaluate(data.test)

@@ -28,6 +28,7 @@ from genloom.checkpoint import atomic_write, load_snapshot, rng_state, save_snap
 from genloom.config import TrainConfig
 from genloom.data.batching import Batch
 from genloom.errors import UserError
+from genloom.train import distributed
 from genloom.train.optim import build_optimizer, learning_rate
 from genloom.train.plot import plot_curves
 
@@ -152,7 +153,10 @@ def fit(
         A summary: steps, best validation loss and perplexity, wall time.
     """
     run_dir = Path(run_dir)
-    torch.manual_seed(cfg.seed)
+    rank, world = distributed.rank(), distributed.world_size()
+    main = rank == 0  # only the first process logs and writes files
+    torch.manual_seed(cfg.seed + rank)  # each process draws its own dropout masks
+    runner = distributed.wrap(model, device)  # model.loss as a module call, data-parallel under torchrun
     optimizer = build_optimizer(model.parameters(), cfg)
     steps_per_epoch = math.ceil(len(train_batches(0)) / cfg.grad_accum)
     epochs = cfg.epochs if cfg.epochs is not None else math.ceil(cfg.max_steps / steps_per_epoch)
@@ -168,10 +172,14 @@ def fit(
         model_tensors, saved = snapshot
         model.load_state_dict(model_tensors, strict=False)
         optimizer.load_state_dict(saved["optimizer"])
-        set_rng_state(saved["rng"])
+        if saved.get("world_size", 1) != world:
+            raise UserError(f"{run_dir} was trained by {saved.get('world_size', 1)} processes; resume it with as many.")
+        per_rank = saved["per_rank"][rank] if world > 1 else {"rng": saved["rng"], "carry": saved["carry"]}
+        set_rng_state(per_rank["rng"])
         state = {key: saved[key] for key in state}
-        state["carry"] = _to_device(state["carry"], device)
-        _truncate_metrics(metrics_path, state["step"])
+        state["carry"] = _to_device(per_rank["carry"], device)
+        if main:
+            _truncate_metrics(metrics_path, state["step"])
         if state["step"] >= total_steps:
             print(f"{run_dir} already finished {state['step']} of {total_steps} steps; nothing to resume.", file=sys.stderr)
 
@@ -180,15 +188,21 @@ def fit(
     step_rng = rng_state()
 
     def snapshot() -> None:
+        """Save the trainer state (a collective call: every process's RNG and carry go to rank 0)."""
         trainer = {key: state[key] for key in state}
         trainer.update(optimizer=optimizer.state_dict(), rng=step_rng)
-        save_snapshot(run_dir, state["step"], model.state_dict(), trainer)
-        if valid_batches is None:
-            save_tensors(run_dir / "model.safetensors", model.state_dict())
+        if world > 1:
+            trainer.update(world_size=world, carry=None, per_rank=distributed.gather(
+                {"rng": step_rng, "carry": _to_device(state["carry"], torch.device("cpu"))}))
+        if main:
+            save_snapshot(run_dir, state["step"], model.state_dict(), trainer)
+            if valid_batches is None:
+                save_tensors(run_dir / "model.safetensors", model.state_dict())
 
     def log(record: dict[str, Any]) -> None:
-        with open(metrics_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        if main:
+            with open(metrics_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
 
     def run_eval() -> bool:
         """Evaluate, keep the best weights, and say whether patience ran out."""
@@ -200,7 +214,8 @@ def fit(
         improved = state["best"] is None or result["loss"] < state["best"]
         if improved:
             state["best"], state["bad_evals"] = result["loss"], 0
-            save_tensors(run_dir / "model.safetensors", model.state_dict())
+            if main:
+                save_tensors(run_dir / "model.safetensors", model.state_dict())
         else:
             state["bad_evals"] += 1
         snapshot()
@@ -211,7 +226,7 @@ def fit(
     model.train()
     start = time.time()
     bar = tqdm(total=total_steps, initial=state["step"], desc=title or "train", unit="step",
-               dynamic_ncols=True, disable=None, file=sys.stderr)
+               dynamic_ncols=True, disable=None if main else True, file=sys.stderr)
     window_loss, window_tokens, window_start = 0.0, 0, time.time()
     stop = state["step"] >= total_steps
     try:
@@ -219,19 +234,31 @@ def fit(
             batches = train_batches(state["epoch"])
             micro, carry = 0, state["carry"]
             for index in range(state["batch"], len(batches)):
-                batch = batches[index].to(device)
+                batch, loss_scale = batches[index], 1.0
+                if world > 1:
+                    if batch.inputs.size(0) < world:
+                        continue  # too few rows to give every process one; skipped by all alike
+                    # Each process's mean loss × its share of the batch's tokens × world: the averaged
+                    # gradient is then the gradient of the whole batch's mean loss.
+                    whole = batch.num_tokens
+                    batch = distributed.shard(batch, rank, world)
+                    loss_scale = batch.num_tokens * world / max(whole, 1)
+                batch = batch.to(device)
                 with autocast_for(device, cfg.precision):
-                    out = model.loss(batch, carry)
-                value = float(out.loss.detach())
+                    out = runner(batch, carry)
+                value, tokens = float(out.loss.detach()), out.n_tokens
+                if world > 1:  # the whole batch's loss and token count, the same in every process
+                    total, count = distributed.all_sum([value * tokens, tokens], device)
+                    value, tokens = total / max(count, 1), int(count)
                 if not math.isfinite(value):
                     raise UserError(
                         f"training stopped at step {state['step']}: the loss became {value}; the last good checkpoint "
                         f"in {run_dir} is kept. Lower train.lr or set train.grad_clip."
                     )
-                (out.loss / cfg.grad_accum).backward()
+                (out.loss * (loss_scale / cfg.grad_accum)).backward()
                 carry = detach(out.carry)
-                window_loss += value * out.n_tokens
-                window_tokens += out.n_tokens
+                window_loss += value * tokens
+                window_tokens += tokens
                 micro += 1
                 if micro < cfg.grad_accum and index + 1 < len(batches):
                     continue
@@ -264,12 +291,15 @@ def fit(
     except KeyboardInterrupt:
         bar.close()
         snapshot()
+        distributed.barrier()
         raise TrainingInterrupted(
             f"interrupted at step {state['step']}; the run is saved in {run_dir}: resume it with --resume."
         ) from None
     bar.close()
     wall = time.time() - start
-    plot_curves(metrics_path, run_dir / "curves.png", title)
+    if main:
+        plot_curves(metrics_path, run_dir / "curves.png", title)
+    distributed.barrier()
     summary = {"steps": state["step"], "wall_s": wall, "best_valid_loss": state["best"]}
     if state["best"] is not None:
         summary["best_valid_perplexity"] = math.exp(min(state["best"], 700.0))

@@ -16,6 +16,7 @@ from genloom.data.batching import Batch
 from genloom.data.tokenizers import Tokenizer
 from genloom.errors import UserError
 from genloom.models import FAMILIES
+from genloom.train import distributed
 from genloom.train.loop import fit
 
 
@@ -51,14 +52,19 @@ def _check_resume_matches(run: RunConfig, saved: dict[str, Any], run_dir: Path) 
             )
 
 
-def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[str]]) -> tuple[Path, Tokenizer, Any]:
-    """Check the run directory, then train the tokenizer (or reload it on resume) and write the run's files.
+def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[str]],
+             device: torch.device) -> tuple[Path, Tokenizer, Any]:
+    """Join the process group (under torchrun), check the run directory, then train the tokenizer (or
+    reload it on resume) and write the run's files.
 
     Returns the run directory, the tokenizer and the model config. Nothing is
-    written into a directory that already holds a checkpoint unless resuming it.
+    written into a directory that already holds a checkpoint unless resuming it;
+    with several processes, rank 0 writes and the others read what it wrote.
     """
+    rank, _ = distributed.init(device)
     run_dir = Path(run.out_dir)
     has_checkpoint = (run_dir / "config.json").exists()
+    distributed.barrier()  # every process has looked before rank 0 writes anything
     if has_checkpoint and not resume:
         raise UserError(f"{run_dir} already holds a checkpoint; pass --resume to continue it, "
                         "or set out_dir=... to train a new one.")
@@ -66,15 +72,15 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
         raise UserError(f"--resume was given but {run_dir} holds no checkpoint.")
     if resume:
         _check_resume_matches(run, read_json(run_dir / "config.json"), run_dir)
-        tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
-    else:
+    elif rank == 0:
         texts = tokenizer_texts()
         tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency)
-    model_config = model_config_for(run, tokenizer.vocab_size)
-    if not resume:
+        model_config = model_config_for(run, tokenizer.vocab_size)
         atomic_write(run_dir / "tokenizer.json", tokenizer.save(run_dir / "tokenizer.json"))
         write_json(run_dir / "config.json", checkpoint_config(run, model_config, tokenizer))
-    return run_dir, tokenizer, model_config
+    distributed.barrier()
+    tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
+    return run_dir, tokenizer, model_config_for(run, tokenizer.vocab_size)
 
 
 def epoch_batches(make: Callable[[torch.Generator], list[Batch]], seed: int) -> Callable[[int], list[Batch]]:
@@ -97,6 +103,8 @@ def build_and_fit(run: RunConfig, model_config: Any, train_batches: Callable[[in
     torch.manual_seed(run.train.seed)
     model = FAMILIES[run.family].build(model_config).to(device)
     params = sum(p.numel() for p in model.parameters())
-    print(f"{run.family}: {params:,} parameters, {description}, device {device}")
+    if distributed.rank() == 0:
+        processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
+        print(f"{run.family}: {params:,} parameters, {description}, device {device}{processes}")
     valid = (lambda: valid_batches) if valid_batches else None
     return fit(model, train_batches, valid, run.train, run_dir, device, resume=resume, title=run.family)

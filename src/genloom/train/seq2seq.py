@@ -18,6 +18,7 @@ from genloom.data.readers import read_jsonl, read_parallel
 from genloom.data.tokenizers import Tokenizer
 from genloom.errors import UserError
 from genloom.train.loop import evaluate, resolve_device
+from genloom.train import distributed
 from genloom.train.runs import build_and_fit, epoch_batches, open_run
 
 
@@ -96,11 +97,12 @@ def seq2seq_batches(examples: list[Example], tokenizer: Tokenizer, batch_size: i
 
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
     """Run a seq2seq recipe and return its summary (validation loss; test BLEU when a test split is given)."""
-    torch_device = resolve_device(device or run.train.device)
+    torch_device = distributed.local_device(resolve_device(device or run.train.device))
     data, cfg = run.data, run.train
     train_pairs = read_pairs(data, "train")
     valid_pairs = read_pairs(data, "valid")
-    run_dir, tokenizer, model_config = open_run(run, resume, lambda: [t for pair in train_pairs for t in pair])
+    run_dir, tokenizer, model_config = open_run(run, resume, lambda: [t for pair in train_pairs for t in pair],
+                                                torch_device)
     train_examples = [encode_example(s, t, tokenizer, data) for s, t in train_pairs]
     train_batches = epoch_batches(
         lambda generator: seq2seq_batches(train_examples, tokenizer, cfg.batch_size, generator), cfg.seed)
@@ -112,7 +114,7 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None) -> di
                    f"{sum(len(e.target) + 1 for e in train_examples):,} target tokens")
     summary = build_and_fit(run, model_config, train_batches, valid_batches, run_dir, torch_device, resume, description)
     test_pairs = read_pairs(data, "test")
-    if test_pairs:
+    if test_pairs and distributed.rank() == 0:
         from genloom.api import load
 
         result = load(run_dir, device=str(torch_device)).evaluate_pairs(test_pairs)
