@@ -117,10 +117,17 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """A whole recipe: which family, its model, data, tokenizer and training."""
+    """A whole recipe: which family, its model, data, tokenizer and training.
+
+    ``init_from`` fine-tunes: a genloom checkpoint or a local Hugging Face GPT-2
+    folder of the same family gives the starting weights, the tokenizer and the
+    model shape; keys under ``model`` then override that shape's settings (for
+    example dropout), and the ``tokenizer`` section is not used.
+    """
 
     family: str = ""
     out_dir: str = "runs/default"
+    init_from: str | None = None
     model: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)

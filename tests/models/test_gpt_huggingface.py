@@ -62,3 +62,17 @@ def test_pickled_weights_are_refused(tmp_path):
     (tmp_path / "model.safetensors").rename(tmp_path / "pytorch_model.bin")
     with pytest.raises(UserError, match="loads only safetensors weights"):
         genloom.load(tmp_path)
+
+
+def test_fine_tuning_from_a_local_gpt2_folder(tmp_path):
+    tiny_gpt2(tmp_path / "hf")
+    text = tmp_path / "text.txt"
+    text.write_text("abc abd abe " * 200, encoding="utf-8")
+    summary = genloom.train({
+        "family": "gpt", "out_dir": str(tmp_path / "run"), "init_from": str(tmp_path / "hf"),
+        "data": {"train": str(text), "format": "text", "batching": "stream", "valid_fraction": 0.1},
+        "train": {"max_steps": 3, "batch_size": 2, "bptt": 16, "eval_every": 3, "lr": 0.001, "device": "cpu"},
+    })
+    assert summary["steps"] == 3
+    tuned = genloom.load(tmp_path / "run", device="cpu")
+    assert tuned.tokenizer.eos_id == 98 and tuned.model.config.dim == 16

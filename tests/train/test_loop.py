@@ -123,3 +123,25 @@ def test_learning_rate_schedules():
     assert learning_rate(cosine, 5, 10, 0) == pytest.approx(0.55)
     step = TrainConfig(lr=20.0, schedule="step", lr_decay=0.5, lr_decay_start=4)
     assert [learning_rate(step, 0, 100, e) for e in range(6)] == [20.0, 20.0, 20.0, 20.0, 10.0, 5.0]
+
+
+def test_fine_tuning_starts_from_the_source_weights_and_tokenizer(trained_run, tmp_path):
+    fresh = tiny_recipe(tmp_path / "fresh", max_steps=2, log_every=1)
+    genloom.train(fresh)
+    tuned = tiny_recipe(tmp_path / "tuned", max_steps=2, log_every=1)
+    tuned["init_from"] = str(trained_run)
+    tuned["model"] = {"dropout": 0.1}  # shape settings come from the source; this one is overridden
+    genloom.train(tuned)
+    fresh_first = train_losses(tmp_path / "fresh" / "run")[0][1]
+    tuned_first = train_losses(tmp_path / "tuned" / "run")[0][1]
+    assert tuned_first < fresh_first - 0.5
+    config = json.loads((tmp_path / "tuned" / "run" / "config.json").read_text())
+    assert config["model"]["dropout"] == 0.1 and config["model"]["hidden_dim"] == 24
+    assert (tmp_path / "tuned" / "run" / "tokenizer.json").read_text() == (trained_run / "tokenizer.json").read_text()
+
+
+def test_fine_tuning_refuses_another_family(trained_run, tmp_path):
+    recipe = tiny_recipe(tmp_path, max_steps=2)
+    recipe.update(family="gpt", init_from=str(trained_run), model={})
+    with pytest.raises(UserError, match="holds a 'rnnlm' model, but this recipe trains 'gpt'"):
+        genloom.train(recipe)

@@ -56,7 +56,8 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None) -> di
     data, cfg = run.data, run.train
     train_texts = read_corpus(data.train, data.format, data.field, data.lowercase)
     valid_texts = read_corpus(data.valid, data.format, data.field, data.lowercase) if data.valid else None
-    run_dir, tokenizer, model_config = open_run(run, resume, lambda: train_texts, torch_device)
+    start = open_run(run, resume, lambda: train_texts, torch_device)
+    run_dir, tokenizer = start.run_dir, start.tokenizer
 
     train_ids = encode_texts(train_texts, tokenizer, data)
     valid_ids = encode_texts(valid_texts, tokenizer, data) if valid_texts else None
@@ -68,7 +69,7 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None) -> di
     if valid_ids:
         valid_batches = lm_batches(valid_ids, tokenizer, data, cfg.eval_batch_size, cfg.bptt)
     description = f"vocabulary {tokenizer.vocab_size:,}, {sum(len(s) for s in train_ids):,} training tokens"
-    summary = build_and_fit(run, model_config, train_batches, valid_batches, run_dir, torch_device, resume, description)
+    summary = build_and_fit(run, start, train_batches, valid_batches, torch_device, resume, description)
     if data.test and distributed.rank() == 0:
         from genloom.api import load
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +53,23 @@ def _check_resume_matches(run: RunConfig, saved: dict[str, Any], run_dir: Path) 
             )
 
 
-def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[str]],
-             device: torch.device) -> tuple[Path, Tokenizer, Any]:
-    """Join the process group (under torchrun), check the run directory, then train the tokenizer (or
-    reload it on resume) and write the run's files.
+@dataclass
+class RunStart:
+    """What a recipe needs from ``open_run``: where to write, the tokenizer, the model config, and the
+    starting weights when fine-tuning (``init_from``)."""
 
-    Returns the run directory, the tokenizer and the model config. Nothing is
-    written into a directory that already holds a checkpoint unless resuming it;
-    with several processes, rank 0 writes and the others read what it wrote.
+    run_dir: Path
+    tokenizer: Tokenizer
+    model_config: Any
+    initial_weights: dict[str, torch.Tensor] | None = None
+
+
+def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[str]], device: torch.device) -> RunStart:
+    """Join the process group (under torchrun), check the run directory, then train the tokenizer (or take
+    it from ``init_from``, or reload it on resume) and write the run's files.
+
+    Nothing is written into a directory that already holds a checkpoint unless
+    resuming it; with several processes, rank 0 writes and the others read what it wrote.
     """
     rank, _ = distributed.init(device)
     run_dir = Path(run.out_dir)
@@ -70,17 +80,45 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
                         "or set out_dir=... to train a new one.")
     if resume and not has_checkpoint:
         raise UserError(f"--resume was given but {run_dir} holds no checkpoint.")
+    source = _fine_tuning_source(run) if run.init_from and not resume else None
     if resume:
         _check_resume_matches(run, read_json(run_dir / "config.json"), run_dir)
     elif rank == 0:
-        texts = tokenizer_texts()
-        tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency)
-        model_config = model_config_for(run, tokenizer.vocab_size)
+        if source is not None:
+            tokenizer, model_config = source.tokenizer, _fine_tuning_config(run, source)
+        else:
+            texts = tokenizer_texts()
+            tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency)
+            model_config = model_config_for(run, tokenizer.vocab_size)
         atomic_write(run_dir / "tokenizer.json", tokenizer.save(run_dir / "tokenizer.json"))
         write_json(run_dir / "config.json", checkpoint_config(run, model_config, tokenizer))
     distributed.barrier()
     tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
-    return run_dir, tokenizer, model_config_for(run, tokenizer.vocab_size)
+    saved_model = read_json(run_dir / "config.json")["model"]
+    model_config = from_dict(FAMILIES[run.family].CONFIG, saved_model, "model")
+    weights = {k: v.detach().cpu() for k, v in source.model.state_dict().items()} if source is not None else None
+    return RunStart(run_dir, tokenizer, model_config, weights)
+
+
+def _fine_tuning_source(run: RunConfig) -> Any:
+    from genloom.api import load
+
+    source = load(run.init_from, device="cpu")
+    if source.family != run.family:
+        raise UserError(f"init_from {run.init_from} holds a '{source.family}' model, but this recipe trains "
+                        f"'{run.family}'.")
+    return source
+
+
+def _fine_tuning_config(run: RunConfig, source: Any) -> Any:
+    """The source model's config with the recipe's ``model`` keys on top (the vocabulary stays the source's)."""
+    family = FAMILIES[run.family]
+    merged = {**to_dict(source.model.config), **run.model}
+    config = from_dict(family.CONFIG, merged, "model")
+    if config.vocab_size != source.model.config.vocab_size:
+        raise UserError("model.vocab_size cannot change when fine-tuning; the tokenizer comes from init_from.")
+    family.check_config(config)
+    return config
 
 
 def epoch_batches(make: Callable[[torch.Generator], list[Batch]], seed: int) -> Callable[[int], list[Batch]]:
@@ -96,15 +134,18 @@ def epoch_batches(make: Callable[[torch.Generator], list[Batch]], seed: int) -> 
     return batches
 
 
-def build_and_fit(run: RunConfig, model_config: Any, train_batches: Callable[[int], list[Batch]],
-                  valid_batches: list[Batch] | None, run_dir: Path, device: torch.device, resume: bool,
+def build_and_fit(run: RunConfig, start: RunStart, train_batches: Callable[[int], list[Batch]],
+                  valid_batches: list[Batch] | None, device: torch.device, resume: bool,
                   description: str) -> dict[str, Any]:
-    """Build the family's model (seeded), say what is being trained, and run the loop."""
+    """Build the family's model (seeded, or from the fine-tuning weights), say what is trained, run the loop."""
     torch.manual_seed(run.train.seed)
-    model = FAMILIES[run.family].build(model_config).to(device)
+    model = FAMILIES[run.family].build(start.model_config)
+    if start.initial_weights is not None:
+        model.load_state_dict(start.initial_weights)
+    model.to(device)
     params = sum(p.numel() for p in model.parameters())
     if distributed.rank() == 0:
         processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
         print(f"{run.family}: {params:,} parameters, {description}, device {device}{processes}")
     valid = (lambda: valid_batches) if valid_batches else None
-    return fit(model, train_batches, valid, run.train, run_dir, device, resume=resume, title=run.family)
+    return fit(model, train_batches, valid, run.train, start.run_dir, device, resume=resume, title=run.family)

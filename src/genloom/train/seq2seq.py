@@ -101,8 +101,8 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None) -> di
     data, cfg = run.data, run.train
     train_pairs = read_pairs(data, "train")
     valid_pairs = read_pairs(data, "valid")
-    run_dir, tokenizer, model_config = open_run(run, resume, lambda: [t for pair in train_pairs for t in pair],
-                                                torch_device)
+    start = open_run(run, resume, lambda: [t for pair in train_pairs for t in pair], torch_device)
+    run_dir, tokenizer = start.run_dir, start.tokenizer
     train_examples = [encode_example(s, t, tokenizer, data) for s, t in train_pairs]
     train_batches = epoch_batches(
         lambda generator: seq2seq_batches(train_examples, tokenizer, cfg.batch_size, generator), cfg.seed)
@@ -112,7 +112,7 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None) -> di
         valid_batches = seq2seq_batches(valid_examples, tokenizer, cfg.eval_batch_size)
     description = (f"vocabulary {tokenizer.vocab_size:,}, {len(train_examples):,} pairs, "
                    f"{sum(len(e.target) + 1 for e in train_examples):,} target tokens")
-    summary = build_and_fit(run, model_config, train_batches, valid_batches, run_dir, torch_device, resume, description)
+    summary = build_and_fit(run, start, train_batches, valid_batches, torch_device, resume, description)
     test_pairs = read_pairs(data, "test")
     if test_pairs and distributed.rank() == 0:
         from genloom.api import load
