@@ -87,7 +87,9 @@ class TrainConfig:
     optimizer step. Evaluation on the validation split every ``eval_every`` steps
     and at each epoch end; ``patience`` evaluations without improvement stop the
     run early. ``device: auto`` picks CUDA when present; ``precision: auto`` uses
-    bf16 autocast on CUDA and fp32 elsewhere.
+    bf16 autocast on CUDA and fp32 elsewhere. ``compile`` runs the training
+    step through ``torch.compile`` (worth it for Transformers on a GPU; the first
+    steps are slow while it compiles).
     """
 
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -113,6 +115,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
 
 
 @dataclass

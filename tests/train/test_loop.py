@@ -145,3 +145,20 @@ def test_fine_tuning_refuses_another_family(trained_run, tmp_path):
     recipe.update(family="gpt", init_from=str(trained_run), model={})
     with pytest.raises(UserError, match="holds a 'rnnlm' model, but this recipe trains 'gpt'"):
         genloom.train(recipe)
+
+
+def test_compile_runs_the_training_step_through_torch_compile(tmp_path, monkeypatch):
+    import torch
+
+    compiled = []
+    real_compile = torch.compile
+
+    def eager_compile(module, **kwargs):  # the real inductor takes minutes on two cores; the wiring is the point
+        compiled.append(module)
+        return real_compile(module, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    recipe = tiny_recipe(tmp_path, max_steps=2, compile=True)
+    recipe.update(family="gpt", model={"context_length": 64, "dim": 16, "num_layers": 1, "num_heads": 2})
+    summary = genloom.train(recipe)
+    assert summary["steps"] == 2 and len(compiled) == 1

@@ -157,6 +157,8 @@ def fit(
     main = rank == 0  # only the first process logs and writes files
     torch.manual_seed(cfg.seed + rank)  # each process draws its own dropout masks
     runner = distributed.wrap(model, device)  # model.loss as a module call, data-parallel under torchrun
+    if cfg.compile:
+        runner = torch.compile(runner)
     optimizer = build_optimizer(model.parameters(), cfg)
     steps_per_epoch = math.ceil(len(train_batches(0)) / cfg.grad_accum)
     epochs = cfg.epochs if cfg.epochs is not None else math.ceil(cfg.max_steps / steps_per_epoch)
