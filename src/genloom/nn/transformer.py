@@ -55,13 +55,16 @@ class MultiHeadAttention(nn.Module):
             (B, T, C) output, the updated cache (when one was given), and the weights or None.
         """
         q = self._heads(self.query(x))  # (B, H, T, D)
+        new_cache = None
         if memory is not None and cache is not None and "k" in cache:
             k, v = cache["k"], cache["v"]  # cross-attention: the memory never changes
+            new_cache = cache
         else:
             k, v = (self._heads(t) for t in self.key_value(x if memory is None else memory).chunk(2, dim=-1))
-            if memory is None and cache is not None and "k" in cache:
-                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)  # (B, H, S_past+T, D)
-        new_cache = {"k": k, "v": v} if cache is not None else None
+            if memory is not None and cache is not None:
+                new_cache = {"k": k, "v": v}
+            elif cache is not None:
+                k, v, new_cache = _append(cache, k, v)  # (B, H, S_past+T, D)
         # The fused kernels' own causal path when nothing else is masked; no mask at all for a single
         # new query at the end of the sequence; an explicit mask otherwise.
         fused_causal = causal and mask is None and q.size(2) == k.size(2) and not need_weights
@@ -82,6 +85,31 @@ class MultiHeadAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=fused_causal)
         y = y.transpose(1, 2).reshape(x.size(0), x.size(1), -1)  # (B, T, C)
         return self.out(y), new_cache, weights
+
+
+def _append(cache: KVCache, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, KVCache]:
+    """Append new keys/values to a self-attention cache whose buffers grow by doubling.
+
+    Concatenating at every step copies the whole past each time (quadratic
+    traffic); here the buffers are written in place and reallocated only when
+    full. The caller's old state stays valid for the positions it had, but a
+    state must not be extended twice (beam search reorders into new buffers).
+
+    Returns:
+        keys and values (B, H, S_past+T, D) as views of the buffers, and the new cache.
+    """
+    used = cache.get("used", 0)
+    keys, values = cache.get("k"), cache.get("v")
+    needed = used + k.size(2)
+    if keys is None or needed > keys.size(2):
+        capacity = max(needed, 2 * (keys.size(2) if keys is not None else 0), 32)
+        grown_k = k.new_empty(k.size(0), k.size(1), capacity, k.size(3))  # (B, H, capacity, D)
+        grown_v = v.new_empty(grown_k.shape)
+        if used:
+            grown_k[:, :, :used], grown_v[:, :, :used] = keys[:, :, :used], values[:, :, :used]
+        keys, values = grown_k, grown_v
+    keys[:, :, used:needed], values[:, :, used:needed] = k, v
+    return keys[:, :, :needed], values[:, :, :needed], {"k": keys, "v": values, "used": needed}
 
 
 def _combine(mask: Tensor | None, causal: bool, queries: int, keys: int, device: torch.device) -> Tensor | None:
@@ -147,9 +175,9 @@ class TransformerLayer(nn.Module):
 
 
 def reorder_caches(caches: list[dict[str, Any]], index: Tensor) -> list[dict[str, Any]]:
-    """Keep batch rows ``index`` of every layer's {"self": {k, v}, "cross": {k, v}} cache (beam search)."""
-    return [{part: {name: t.index_select(0, index) for name, t in cache.items()} if cache else cache
-             for part, cache in layer.items()} for layer in caches]
+    """Keep batch rows ``index`` of every layer's {"self": {k, v, used}, "cross": {k, v}} cache (beam search)."""
+    return [{part: {name: t.index_select(0, index) if isinstance(t, Tensor) else t for name, t in cache.items()}
+             if cache else cache for part, cache in layer.items()} for layer in caches]
 
 
 def sinusoidal_positions(length: int, dim: int) -> Tensor:
