@@ -109,7 +109,7 @@ def test_unusable_checkpoints_are_one_line_errors_and_stay_untouched(trained_run
     (other / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
     assert_one_line_error(run_cli("evaluate", other, "--data", other / "config.json"), "config.json lacks vocab_size")
     (other / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    assert_one_line_error(run_cli("generate", other), "expected a Hugging Face GPT-2 config")
+    assert_one_line_error(run_cli("generate", other), "expected a Hugging Face GPT-2 or BERT config")
     (other / "config.json").write_text(json.dumps({"name": "something else"}))
     assert_one_line_error(run_cli("generate", other), "is not a genloom checkpoint config")
     assert_one_line_error(run_cli("generate", tmp_path / "nowhere"), "checkpoint not found")
@@ -128,8 +128,8 @@ def test_every_command_documents_every_option():
 
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(commands.choices) == {"train", "generate", "translate", "summarize", "evaluate", "export", "validate",
-                                    "demo"}
+    assert set(commands.choices) == {"train", "generate", "translate", "summarize", "evaluate", "fill-mask",
+                                    "export", "validate", "demo"}
     for name, sub in commands.choices.items():
         for action in sub._actions:
             assert action.help, f"'genloom {name}' option {action.option_strings or action.dest} has no help"

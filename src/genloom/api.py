@@ -161,6 +161,34 @@ class LoadedModel:
         return [[result(row, new_ids[row], torch.stack(attention[row]) if attention[row] else None)]
                 for row in range(len(prompts))]
 
+    def _masked_model(self):
+        if not getattr(self.model, "masked", False):
+            raise UserError(f"{self.path} holds a '{self.family}' model; this needs a masked LM (bert).")
+        return self.model
+
+    def _wrap(self, text: str) -> list[int]:
+        return [self.tokenizer.bos_id] + self.tokenizer.encode(text) + [self.tokenizer.eos_id]
+
+    def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """For each ``[MASK]`` in ``text``, the ``top_k`` most likely fillers and their probabilities."""
+        model = self._masked_model()
+        if top_k < 1:
+            raise UserError(f"top_k must be at least 1, got {top_k}.")
+        mask_token = self.tokenizer.id_to_token(self.tokenizer.mask_id)
+        if "[MASK]" not in text and mask_token not in text:
+            raise UserError("the text has no [MASK] to fill.")
+        ids = torch.tensor(self._wrap(text.replace("[MASK]", mask_token)), device=self.device)
+        return [[(self.tokenizer.id_to_token(i), p) for i, p in position]
+                for position in model.fill_mask(ids, top_k)]
+
+    def pseudo_log_likelihood(self, text: str) -> float:
+        """Salazar et al. 2020: Σ_i log P(w_i | the text with w_i masked), over the text's tokens, in nats."""
+        model = self._masked_model()
+        ids = self._wrap(text)
+        if len(ids) <= 2:
+            raise UserError("there is no text to score.")
+        return model.pseudo_log_likelihood(torch.tensor(ids, device=self.device), list(range(1, len(ids) - 1)))
+
     def evaluate(self, data: str | Path | list[str], target: str | Path | None = None) -> dict[str, Any]:
         """Score a file (or a list of texts for a language model).
 
@@ -255,34 +283,51 @@ def _huggingface_config(path: Path) -> dict[str, Any] | None:
 
 def _load_huggingface(path: Path, hf_config: dict[str, Any], device: str | None, family: str | None) -> LoadedModel:
     """Load a local Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer files); never downloads."""
-    from genloom.models import gpt
+    from genloom.models import bert, gpt
 
-    if family not in (None, "gpt"):
+    ours = {"gpt2": "gpt", "bert": "bert"}.get(hf_config["model_type"])
+    if ours is None:
+        raise UserError(f"expected a Hugging Face GPT-2 or BERT config, got model_type {hf_config['model_type']!r}.")
+    if family not in (None, ours):
         raise UserError(f"{path} holds a Hugging Face '{hf_config['model_type']}' model, not a '{family}' one.")
-    config = gpt.config_from_hf(hf_config)
     weights = path / "model.safetensors"
+    config = gpt.config_from_hf(hf_config) if ours == "gpt" else bert.config_from_hf(hf_config, mask_id=0)
+    tokenizer = _huggingface_tokenizer(path, hf_config)
+    if ours == "gpt":
+        model, state = gpt.GPT(config), (lambda tensors: gpt.state_from_hf(tensors, config))
+        batching = "stream"
+    else:
+        config.mask_id = tokenizer.mask_id
+        model, state = bert.Bert(config), (lambda tensors: bert.state_from_hf(tensors, config))
+        batching = "sentences"
     if not weights.is_file():
         raise UserError(f"{path} has no model.safetensors; genloom loads only safetensors weights "
                         "(a pytorch_model.bin would have to be unpickled).")
-    model = gpt.GPT(config)
     try:
-        model.load_state_dict(gpt.state_from_hf(load_tensors(weights), config), strict=True)
+        model.load_state_dict(state(load_tensors(weights)), strict=True)
     except (KeyError, RuntimeError) as error:
         raise UserError(f"the weights in {weights} do not fit its config.json ({str(error).splitlines()[0]}).") from None
-    tokenizer = _huggingface_tokenizer(path, hf_config)
     torch_device = resolve_device(device or "auto")
     model.to(torch_device).eval()
-    genloom_config = {"family": "gpt", "model": to_dict(config), "source": "huggingface",
-                      "recipe": {"data": {"batching": "stream"},
+    genloom_config = {"family": ours, "model": to_dict(config), "source": "huggingface",
+                      "recipe": {"data": {"batching": batching},
                                  "train": {"eval_batch_size": 8, "bptt": config.context_length, "precision": "fp32"}}}
     return LoadedModel(path, genloom_config, model, tokenizer, torch_device)
 
 
 def _huggingface_tokenizer(path: Path, hf_config: dict[str, Any]) -> Tokenizer:
-    """tokenizer.json, or GPT-2's vocab.json + merges.txt; <|endoftext|> (eos_token_id) plays pad, bos and eos."""
+    """tokenizer.json, or GPT-2's vocab.json + merges.txt; for GPT-2, <|endoftext|> (eos_token_id) plays pad,
+    bos and eos; for BERT, [PAD] [CLS] [SEP] [UNK] [MASK] play pad, bos, eos, unk and mask."""
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers
 
+    if hf_config["model_type"] == "bert":
+        if not (path / "tokenizer.json").is_file():
+            raise UserError(f"{path} has no tokenizer.json (save the BERT tokenizer with a fast tokenizer).")
+        hf = HFTokenizer.from_file(str(path / "tokenizer.json"))
+        hf.post_processor = None  # genloom adds [CLS] and [SEP] itself
+        return Tokenizer(hf, "wordpiece", {"pad": "[PAD]", "bos": "[CLS]", "eos": "[SEP]", "unk": "[UNK]",
+                                           "mask": "[MASK]"})
     if (path / "tokenizer.json").is_file():
         hf = HFTokenizer.from_file(str(path / "tokenizer.json"))
     elif (path / "vocab.json").is_file() and (path / "merges.txt").is_file():

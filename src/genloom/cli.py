@@ -111,6 +111,16 @@ def build_parser() -> Parser:
     ev.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
 
+    fill = commands.add_parser("fill-mask", help="list the likeliest fillers of [MASK] with a BERT checkpoint",
+                               description="For each [MASK] in the text, print the top-k tokens a masked language "
+                                           "model (bert) predicts there, with their probabilities.")
+    fill.add_argument("checkpoint", help="a bert run directory, or a local Hugging Face BERT folder")
+    fill.add_argument("text", help='the text, e.g. "the cat sat on the [MASK] ."')
+    fill.add_argument("--top-k", type=int, default=5, help="fillers per [MASK] (default 5)")
+    fill.add_argument("--score", action="store_true",
+                      help="also print the text's pseudo-log-likelihood (each token masked in turn; nats)")
+    fill.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+
     export = commands.add_parser("export", help="write a GPT checkpoint in the Hugging Face GPT-2 layout",
                                  description="Write config.json, model.safetensors and tokenizer.json that "
                                              "transformers' GPT2LMHeadModel.from_pretrained loads (offline).")
@@ -241,6 +251,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fill_mask(args: argparse.Namespace) -> int:
+    from genloom.api import load
+
+    model = load(args.checkpoint, device=args.device)
+    for number, fillers in enumerate(model.fill_mask(args.text, args.top_k), start=1):
+        print(f"[MASK] {number}:")
+        for token, probability in fillers:
+            print(f"  {probability:7.4f}  {token}")
+    if args.score:
+        print(f"pseudo-log-likelihood: {model.pseudo_log_likelihood(args.text.replace('[MASK]', '')):.3f} nats")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from genloom.api import export_huggingface, load
 
@@ -257,7 +280,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
-            "evaluate": cmd_evaluate, "export": cmd_export, "validate": cmd_validate, "demo": cmd_demo}
+            "evaluate": cmd_evaluate, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from genloom.errors import UserError
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
+MASK = "<mask>"  # added (id 4) only for families that mask inputs (BERT)
 KINDS = ("char", "word", "bpe", "unigram")
 
 
@@ -49,6 +50,7 @@ class Tokenizer:
         if absent:
             raise UserError(f"tokenizer lacks the special tokens {', '.join(absent)}.")
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids["pad"], ids["bos"], ids["eos"], ids.get("unk")
+        self.mask_id = ids.get("mask")
 
     @property
     def vocab_size(self) -> int:
@@ -98,8 +100,9 @@ class Tokenizer:
         return cls.from_json(path.read_text(encoding="utf-8"), str(path))
 
     @classmethod
-    def train(cls, kind: str, texts: list[str], vocab_size: int = 10000, min_frequency: int = 1) -> "Tokenizer":
-        """Train a tokenizer of ``kind`` on ``texts``.
+    def train(cls, kind: str, texts: list[str], vocab_size: int = 10000, min_frequency: int = 1,
+              mask_token: bool = False) -> "Tokenizer":
+        """Train a tokenizer of ``kind`` on ``texts`` (with a ``<mask>`` token when ``mask_token``).
 
         Args:
             kind: ``char``, ``word``, ``bpe`` or ``unigram``.
@@ -114,7 +117,11 @@ class Tokenizer:
         if not texts:
             raise UserError("cannot train a tokenizer on no text.")
         build = {"char": _train_char, "word": _train_word, "bpe": _train_bpe, "unigram": _train_unigram}[kind]
-        return cls(build(texts, vocab_size, min_frequency), kind)
+        hf = build(texts, vocab_size, min_frequency)
+        if not mask_token:
+            return cls(hf, kind)
+        hf.add_special_tokens([MASK])
+        return cls(hf, kind, {**DEFAULT_SPECIALS, "mask": MASK})
 
 
 def _word_level(counts: Counter, vocab_size: int, min_frequency: int) -> HFTokenizer:

@@ -1,10 +1,11 @@
 """Model families. ``FAMILIES`` maps a config's ``family`` to its module; grep the name to find the code."""
 
-from genloom.models import gpt, rnnlm, seq2seq, transformer_seq2seq
+from genloom.models import bert, gpt, rnnlm, seq2seq, transformer_seq2seq
 
 FAMILIES = {
     "rnnlm": rnnlm,
     "gpt": gpt,
+    "bert": bert,
     "seq2seq": seq2seq,
     "transformer_seq2seq": transformer_seq2seq,
 }

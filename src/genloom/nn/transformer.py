@@ -129,7 +129,8 @@ class FeedForward(nn.Module):
         super().__init__()
         self.up = nn.Linear(dim, hidden_dim, bias=bias)
         self.down = nn.Linear(hidden_dim, dim, bias=bias)
-        self.activation = {"gelu": nn.GELU(approximate="tanh"), "relu": nn.ReLU()}[activation]
+        # gelu: GPT-2's tanh approximation; gelu_exact: BERT's erf form.
+        self.activation = {"gelu": nn.GELU(approximate="tanh"), "gelu_exact": nn.GELU(), "relu": nn.ReLU()}[activation]
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -137,7 +138,8 @@ class FeedForward(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """Pre-LayerNorm residual layer: self-attention, optional cross-attention, feed-forward.
+    """Residual layer: self-attention, optional cross-attention, feed-forward; pre-LayerNorm (GPT-2) by
+    default, post-LayerNorm (BERT, no cross-attention) with ``norm_first=False``.
 
     Args:
         self_attention: a ``MultiHeadAttention`` over the layer's own inputs.
@@ -148,19 +150,25 @@ class TransformerLayer(nn.Module):
     """
 
     def __init__(self, self_attention: nn.Module, feed_forward: nn.Module, dim: int, dropout: float = 0.0,
-                 cross_attention: nn.Module | None = None):
+                 cross_attention: nn.Module | None = None, norm_first: bool = True, norm_eps: float = 1e-5):
         super().__init__()
         self.self_attention, self.feed_forward, self.cross_attention = self_attention, feed_forward, cross_attention
-        self.norm_self = nn.LayerNorm(dim)
-        self.norm_cross = nn.LayerNorm(dim) if cross_attention is not None else None
-        self.norm_ff = nn.LayerNorm(dim)
+        self.norm_self = nn.LayerNorm(dim, eps=norm_eps)
+        self.norm_cross = nn.LayerNorm(dim, eps=norm_eps) if cross_attention is not None else None
+        self.norm_ff = nn.LayerNorm(dim, eps=norm_eps)
         self.drop = nn.Dropout(dropout)
+        self.norm_first = norm_first  # False: BERT's post-LayerNorm, x = LN(x + sublayer(x))
 
     def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False, memory: Tensor | None = None,
                 memory_mask: Tensor | None = None, cache: dict[str, Any] | None = None,
                 need_weights: bool = False) -> tuple[Tensor, dict[str, Any] | None, Tensor | None]:
         """x (B, T, C) → (B, T, C), the updated cache ({"self": …, "cross": …}) and cross-attention weights."""
         self_cache = cache.get("self", {}) if cache is not None else None
+        if not self.norm_first:
+            h, self_cache, _ = self.self_attention(x, mask=mask, causal=causal, cache=self_cache)
+            x = self.norm_self(x + self.drop(h))
+            x = self.norm_ff(x + self.drop(self.feed_forward(x)))
+            return x, ({"self": self_cache} if cache is not None else None), None
         h, self_cache, _ = self.self_attention(self.norm_self(x), mask=mask, causal=causal, cache=self_cache)
         x = x + self.drop(h)
         weights, cross_cache = None, None

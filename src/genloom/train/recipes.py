@@ -5,6 +5,7 @@ from genloom.train import lm, seq2seq
 RECIPES = {
     "rnnlm": lm.train,
     "gpt": lm.train,
+    "bert": lm.train,
     "seq2seq": seq2seq.train,
     "transformer_seq2seq": seq2seq.train,
 }

@@ -32,13 +32,16 @@ def checkpoint_config(run: RunConfig, model_config: Any, tokenizer: Tokenizer) -
     }
 
 
-def model_config_for(run: RunConfig, vocab_size: int) -> Any:
-    """The family's model config from the recipe's ``model`` section, with the tokenizer's vocabulary size."""
+def model_config_for(run: RunConfig, tokenizer: Tokenizer) -> Any:
+    """The family's model config from the recipe's ``model`` section, with the tokenizer's vocabulary size
+    (and mask id, for a family that has one)."""
     family = FAMILIES.get(run.family)
     if family is None:
         raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(FAMILIES)}.")
     config = from_dict(family.CONFIG, run.model, "model")
-    config.vocab_size = vocab_size
+    config.vocab_size = tokenizer.vocab_size
+    if hasattr(config, "mask_id"):
+        config.mask_id = tokenizer.mask_id
     family.check_config(config)
     return config
 
@@ -72,6 +75,9 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
     resuming it; with several processes, rank 0 writes and the others read what it wrote.
     """
     rank, _ = distributed.init(device)
+    needed = getattr(FAMILIES.get(run.family), "BATCHING", None)
+    if needed is not None and run.data.batching != needed:
+        raise UserError(f"the {run.family} family trains on data.batching: {needed}, got {run.data.batching}.")
     run_dir = Path(run.out_dir)
     has_checkpoint = (run_dir / "config.json").exists()
     distributed.barrier()  # every process has looked before rank 0 writes anything
@@ -88,8 +94,9 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
             tokenizer, model_config = source.tokenizer, _fine_tuning_config(run, source)
         else:
             texts = tokenizer_texts()
-            tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency)
-            model_config = model_config_for(run, tokenizer.vocab_size)
+            tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency,
+                                        mask_token=getattr(FAMILIES[run.family], "MASK_TOKEN", False))
+            model_config = model_config_for(run, tokenizer)
         atomic_write(run_dir / "tokenizer.json", tokenizer.save(run_dir / "tokenizer.json"))
         write_json(run_dir / "config.json", checkpoint_config(run, model_config, tokenizer))
     distributed.barrier()
