@@ -82,6 +82,9 @@ class LoadedModel:
         return after[len(before):] if after.startswith(before) else self._decode(new_ids, oov)
 
     def _options(self, options: dict[str, Any]) -> GenerationConfig:
+        if not hasattr(self.model, "step"):
+            raise UserError(f"{self.path} holds a '{self.family}' model, which does not generate text; "
+                            "use fill-mask or evaluate.")
         known = {f.name for f in fields(GenerationConfig)}
         unknown = sorted(set(options) - known)
         if unknown:

@@ -39,6 +39,8 @@ def test_bert_trains_then_fills_masks_and_scores_sentences(tmp_path):
     assert model.pseudo_log_likelihood("the cat sees a dog .") < 0
     with pytest.raises(UserError, match="no \\[MASK\\] to fill"):
         model.fill_mask("no mask here")
+    with pytest.raises(UserError, match="does not generate text"):
+        list(model.generate("the cat"))
 
 
 def test_bert_needs_sentence_batching(tmp_path):

@@ -168,11 +168,11 @@ def fit(
     metrics_path = run_dir / "metrics.jsonl"
 
     if resume:
-        snapshot = load_snapshot(run_dir)
-        if snapshot is None:
+        latest = load_snapshot(run_dir)
+        if latest is None:
             raise UserError(f"--resume was given but {run_dir} holds no trainer snapshot to resume from.")
-        model_tensors, saved = snapshot
-        model.load_state_dict(model_tensors, strict=False)
+        model_tensors, saved = latest
+        model.load_state_dict(model_tensors)
         optimizer.load_state_dict(saved["optimizer"])
         if saved.get("world_size", 1) != world:
             raise UserError(f"{run_dir} was trained by {saved.get('world_size', 1)} processes; resume it with as many.")
