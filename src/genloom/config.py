@@ -37,6 +37,9 @@ class DataConfig:
     the training data for validation: the last texts, or for a single text (a
     ``text``-format file) its last tokens, as nanoGPT does.
 
+    ``random_offset`` (stream batching) starts each training epoch's stream at a
+    random token below ``bptt``, so windows fall at new places every epoch.
+
     Sequence-to-sequence data is either two line-aligned files per split
     (``train`` the sources, ``train_target`` the targets; likewise valid, test),
     a two-column TSV, or JSONL with ``source_field`` and ``target_field``.
@@ -52,6 +55,7 @@ class DataConfig:
     max_length: int = 256
     lowercase: bool = False
     valid_fraction: float = 0.0
+    random_offset: bool = False
     train_target: str | None = None
     valid_target: str | None = None
     test_target: str | None = None

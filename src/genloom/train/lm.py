@@ -43,6 +43,8 @@ def lm_batches(ids: list[list[int]], tokenizer: Tokenizer, data: DataConfig, bat
     """Batches for one pass: a TBPTT stream or bucketed whole texts (shuffled when ``generator`` is given)."""
     if data.batching == "stream":
         stream = torch.tensor([t for seq in ids for t in seq + [tokenizer.eos_id]], dtype=torch.long)
+        if data.random_offset and generator is not None:
+            stream = stream[int(torch.randint(0, bptt, (1,), generator=generator)) :]
         try:
             return stream_batches(stream, batch_size, bptt)
         except ValueError as error:
