@@ -30,11 +30,6 @@ def map_state(state: RNNState | None, fn) -> RNNState | None:
     return fn(state)
 
 
-def detach_state(state: RNNState | None) -> RNNState | None:
-    """Cut the graph at a TBPTT window boundary."""
-    return map_state(state, lambda s: s.detach())
-
-
 def reorder_state(state: RNNState | None, index: Tensor) -> RNNState | None:
     """Select batch rows ``index`` (B',) of a state whose batch dimension is 1."""
     return map_state(state, lambda s: s.index_select(1, index))
