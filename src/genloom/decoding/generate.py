@@ -144,6 +144,11 @@ def sample_choice(logits: Tensor, generator: torch.Generator | None = None) -> T
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
+def _device(model: StepModel) -> torch.device:
+    """Where the model's parameters live (CPU for a parameter-free model)."""
+    return next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
+
+
 def _prepare(model: StepModel, prompts: list[list[int]], context: Any, max_context: int | None):
     """Check prompts, feed their common prefix, and return what the search loops need."""
     if not prompts or any(len(p) == 0 for p in prompts):
@@ -151,7 +156,7 @@ def _prepare(model: StepModel, prompts: list[list[int]], context: Any, max_conte
     longest = max(len(p) for p in prompts)
     if max_context is not None and longest > max_context:
         raise UserError(f"the prompt is {longest} tokens long, longer than the model's context of {max_context} tokens.")
-    device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
+    device = _device(model)
     lengths = torch.tensor([len(p) for p in prompts], device=device)  # (B,)
     padded = torch.zeros((len(prompts), longest), dtype=torch.long, device=device)  # (B, L)
     for row, prompt in enumerate(prompts):
@@ -210,7 +215,7 @@ def generate(
     """
     if cfg.method == "beam":
         best = [hyps[0] for hyps in beam_search(model, prompts, cfg, eos_id, context, max_context, detokenize)]
-        device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
+        device = _device(model)
         for position in range(max((len(b.tokens) for b in best), default=0)):
             tokens = torch.tensor([b.tokens[position] if position < len(b.tokens) else eos_id for b in best], device=device)
             emitted = torch.tensor([position < len(b.tokens) for b in best], device=device)
