@@ -138,10 +138,41 @@ class LoadedModel:
         return [row[0] for row in self._decode_batch(sources, options)]
 
     def _decode_batch(self, prompts: list[str], options: dict[str, Any]) -> list[list[Transduction]]:
-        cfg = self._options(options)
         ids, context, oovs = self._inputs(prompts)
-        source_tokens = [[] for _ in prompts]
-        if context is not None:
+        return self._decode_ids(ids, context, oovs, options)
+
+    def latent_model(self):
+        """The VAE itself, or a clear error when this checkpoint has no latent space."""
+        if not getattr(self.model, "latent", False):
+            raise UserError(f"{self.path} holds a '{self.family}' model, which has no latent space (train a vae).")
+        return self.model
+
+    @torch.no_grad()
+    def to_latent(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior q(z|x) of each text under a VAE: mean (N, Z) and log-variance (N, Z)."""
+        model = self.latent_model()
+        data = self.recipe.get("data", {})
+        texts = [t.lower() if data.get("lowercase") else t for t in texts]
+        ids = [self.tokenizer.encode(t)[: data.get("max_length", 10**9)] + [self.tokenizer.eos_id] for t in texts]
+        if not ids:
+            raise UserError("there is no text to encode.")
+        tokens, mask = pad(ids, self.tokenizer.pad_id)
+        return model.posterior(tokens.to(self.device), mask.to(self.device))
+
+    def from_latent(self, z: torch.Tensor, **options: Any) -> list[str]:
+        """Decode latent codes z (N, Z) of a VAE into sentences (greedy unless ``options`` say otherwise)."""
+        self.latent_model()
+        if z.dim() != 2 or z.size(1) != self.model.config.latent_dim:
+            raise UserError(f"latent codes must be (N, {self.model.config.latent_dim}), got {tuple(z.shape)}.")
+        ids = [[self.start_id] for _ in range(z.size(0))]
+        rows = self._decode_ids(ids, z.to(self.device), [[] for _ in ids], options)
+        return [row[0].text.strip() for row in rows]
+
+    def _decode_ids(self, ids: list[list[int]], context: Any, oovs: list[list[str]],
+                    options: dict[str, Any]) -> list[list[Transduction]]:
+        cfg = self._options(options)
+        source_tokens: list[list[str]] = [[] for _ in ids]
+        if self.conditional:
             source_tokens = [[self.tokenizer.id_to_token(int(i)) for i in row[mask]]
                              for row, mask in zip(context["source"].cpu(), context["source_mask"].cpu())]
 
@@ -154,15 +185,15 @@ class LoadedModel:
         if cfg.method == "beam":
             nbest = beam_search(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(context, []))
             return [[result(row, h.tokens, h.attention) for h in hyps] for row, hyps in enumerate(nbest)]
-        new_ids: list[list[int]] = [[] for _ in prompts]
-        attention: list[list[torch.Tensor]] = [[] for _ in prompts]
+        new_ids: list[list[int]] = [[] for _ in ids]
+        attention: list[list[torch.Tensor]] = [[] for _ in ids]
         for step in generate(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(context, [])):
             for row in step.emitted.nonzero().flatten().tolist():
                 new_ids[row].append(int(step.tokens[row]))
                 if step.attention is not None:
                     attention[row].append(step.attention[row])
         return [[result(row, new_ids[row], torch.stack(attention[row]) if attention[row] else None)]
-                for row in range(len(prompts))]
+                for row in range(len(ids))]
 
     def _masked_model(self):
         if not getattr(self.model, "masked", False):
@@ -192,10 +223,14 @@ class LoadedModel:
             raise UserError("there is no text to score.")
         return model.pseudo_log_likelihood(torch.tensor(ids, device=self.device), list(range(1, len(ids) - 1)))
 
-    def evaluate(self, data: str | Path | list[str], target: str | Path | None = None) -> dict[str, Any]:
+    def evaluate(self, data: str | Path | list[str], target: str | Path | None = None,
+                 iw_samples: int = 500) -> dict[str, Any]:
         """Score a file (or a list of texts for a language model).
 
         Language model: loss (nats per token, EOS included), perplexity, tokens.
+        VAE: ELBO, reconstruction, KL, importance-weighted NLL with ``iw_samples``
+        samples and its perplexity, mutual information and active units
+        (``genloom.train.vae.evaluate_texts``).
         Seq2seq: ``data`` holds sources (or source–target TSV/JSONL), ``target``
         the references; loss and perplexity of the references, and BLEU and
         chrF of beam-search output against them.
@@ -216,6 +251,10 @@ class LoadedModel:
             texts = [t for t in data if t.strip()]
             if not texts:
                 raise UserError("there is no text to evaluate.")
+        if getattr(self.model, "latent", False):
+            from genloom.train import vae
+
+            return vae.evaluate_texts(self.model, self.tokenizer, self.recipe, texts, self.device, iw_samples)
         return evaluate_texts(self.model, self.tokenizer, self.recipe, texts, self.device)
 
     def evaluate_pairs(self, pairs: list[tuple[str, str]], batch_size: int = 64, **options: Any) -> dict[str, Any]:

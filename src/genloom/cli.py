@@ -1,4 +1,5 @@
-"""The ``genloom`` command line: train, generate, evaluate, validate, demo.
+"""The ``genloom`` command line: train, generate, translate, summarize, evaluate, vae, fill-mask, export,
+validate, demo.
 
 Errors a user can fix print one line on stderr and exit with status 2; an
 interrupted training run saves itself and exits with 130.
@@ -108,6 +109,8 @@ def build_parser() -> Parser:
     ev.add_argument("--data", required=True, help="the text file to score, in the format the model was trained on "
                                                   "(seq2seq: the sources, or a source–target TSV/JSONL)")
     ev.add_argument("--target", default=None, help="seq2seq: the reference file line-aligned with --data")
+    ev.add_argument("--iw-samples", type=int, default=500, metavar="K",
+                    help="vae: samples of the importance-weighted NLL estimate (default 500)")
     ev.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
 
@@ -120,6 +123,33 @@ def build_parser() -> Parser:
     fill.add_argument("--score", action="store_true",
                       help="also print the text's pseudo-log-likelihood (each token masked in turn; nats)")
     fill.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+
+    vae = commands.add_parser("vae", help="sample, reconstruct, interpolate and map sentences with a VAE",
+                              description="Use a VAE checkpoint's latent space; every decode takes the usual "
+                                          "decoding options (greedy by default).")
+    uses = vae.add_subparsers(dest="use", metavar="USE", parser_class=Parser, required=True,
+                              help="sample, reconstruct, interpolate or plot")
+
+    def latent_use(name: str, help: str, decodes: bool = True) -> argparse.ArgumentParser:
+        use = uses.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        use.add_argument("checkpoint", help="a vae run directory written by 'genloom train'")
+        use.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+        if decodes:
+            _add_decoding_options(use)
+        return use
+
+    latent_use("sample", "decode codes drawn from the prior N(0, I)").add_argument(
+        "-n", "--num-samples", type=int, default=10, help="how many sentences (default 10)")
+    latent_use("reconstruct", "encode each input line and decode it again").add_argument(
+        "--input", default=None, metavar="FILE", help="read sentences from FILE (default: stdin)")
+    interpolate = latent_use("interpolate", "decode points on the line between two sentences' codes")
+    interpolate.add_argument("first", help="the sentence at t = 0")
+    interpolate.add_argument("last", help="the sentence at t = 1")
+    interpolate.add_argument("--steps", type=int, default=8, help="points, both ends included (default 8)")
+    plot = latent_use("plot", "a PNG of encoded sentences projected to 2-D (PCA)", decodes=False)
+    plot.add_argument("--data", required=True, help="a file of sentences, one per line")
+    plot.add_argument("--out", default=None, metavar="FILE.png",
+                      help="where the PNG goes (default: latent.png in the checkpoint directory)")
 
     export = commands.add_parser("export", help="write a GPT checkpoint in the Hugging Face GPT-2 layout",
                                  description="Write config.json, model.safetensors and tokenizer.json that "
@@ -182,9 +212,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from genloom.api import load
 
-    result = load(args.checkpoint, device=args.device).evaluate(args.data, target=args.target)
+    result = load(args.checkpoint, device=args.device).evaluate(args.data, target=args.target,
+                                                                iw_samples=args.iw_samples)
     if args.json:
         print(json.dumps(result))
+        return 0
+    if "elbo" in result:
+        print(f"NLL {result['nll']:.2f} nats/sentence (importance-weighted, {result['iw_samples']} samples), "
+              f"perplexity {result['perplexity']:.2f}, {result['sentences']:,} sentences, {result['tokens']:,} tokens")
+        print(f"ELBO {result['elbo']:.2f} = −(reconstruction {result['reconstruction']:.2f} + KL {result['kl']:.2f}); "
+              f"mutual information {result['mutual_info']:.3f} nats; active units {result['active_units']}")
+        print(f"protocol: {result['protocol']}")
         return 0
     print(f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}, "
           f"{result['tokens']:,} tokens (EOS included)")
@@ -264,6 +302,31 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vae(args: argparse.Namespace) -> int:
+    from genloom.api import load
+    from genloom.apps import latent
+    from genloom.data.readers import read_lines
+
+    model = load(args.checkpoint, device=args.device)
+    model.latent_model()
+    if args.use == "plot":
+        path = latent.plot_latent(model, read_lines(args.data), args.out or Path(args.checkpoint) / "latent.png")
+        print(f"wrote {path}")
+        return 0
+    options = _generation_options(args)
+    if args.use == "sample":
+        print("\n".join(latent.sample(model, args.num_samples, **options)))
+    elif args.use == "reconstruct":
+        texts = read_lines(args.input) if args.input else [line.strip() for line in sys.stdin if line.strip()]
+        if not texts:
+            raise UserError("no input: give --input FILE or sentences on stdin.")
+        print("\n".join(latent.reconstruct(model, texts, **options)))
+    else:
+        for t, text in latent.interpolate(model, args.first, args.last, args.steps, **options):
+            print(f"{t:.2f}  {text}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from genloom.api import export_huggingface, load
 
@@ -280,7 +343,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
-            "evaluate": cmd_evaluate, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
+            "evaluate": cmd_evaluate, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
             "demo": cmd_demo}
 
 

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
@@ -26,7 +25,7 @@ from genloom.data.tokenizers import UNK_ID
 from genloom.errors import UserError
 from genloom.nn.attention import make_attention
 from genloom.nn.losses import masked_cross_entropy
-from genloom.nn.rnn import make_rnn, map_state
+from genloom.nn.rnn import RNNEncoder, make_rnn, map_state
 from genloom.train.loop import LossOutput
 
 EPS = 1e-12
@@ -63,30 +62,6 @@ class Seq2SeqConfig:
     coverage_weight: float = 1.0
 
 
-class Encoder(nn.Module):
-    """Embeddings → (bi)RNN over packed sequences; padding is never read."""
-
-    def __init__(self, embed: nn.Embedding, cell: str, hidden_dim: int, layers: int, bidirectional: bool, dropout: float):
-        super().__init__()
-        self.embed = embed
-        self.drop = nn.Dropout(dropout)
-        self.rnn = make_rnn(cell, embed.embedding_dim, hidden_dim, layers, dropout, bidirectional)
-        self.layers, self.directions = layers, 2 if bidirectional else 1
-
-    def forward(self, source: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """source (B, S), mask (B, S) → states (B, S, D·H), final h (B, D·H), final c (B, D·H) or None."""
-        lengths = mask.sum(1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(self.drop(self.embed(source)), lengths, batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=source.size(1))  # (B, S, D·H)
-        h, c = final if isinstance(final, tuple) else (final, None)
-
-        def top(x: Tensor) -> Tensor:  # (L·D, B, H) → (B, D·H), the last layer's directions side by side
-            return x.view(self.layers, self.directions, x.size(1), x.size(2))[-1].transpose(0, 1).flatten(1)
-
-        return states, top(h), None if c is None else top(c)
-
-
 class Seq2Seq(nn.Module):
     """The attention encoder–decoder; it honours the decoding step contract."""
 
@@ -97,7 +72,7 @@ class Seq2Seq(nn.Module):
         self.config = c = config
         target_embed = nn.Embedding(c.vocab_size, c.embed_dim)
         source_embed = target_embed if c.share_embeddings else nn.Embedding(c.vocab_size, c.embed_dim)
-        self.encoder = Encoder(source_embed, c.cell, c.hidden_dim, c.encoder_layers, c.bidirectional, c.dropout)
+        self.encoder = RNNEncoder(source_embed, c.cell, c.hidden_dim, c.encoder_layers, c.bidirectional, c.dropout)
         self.embed = target_embed
         enc_dim = c.hidden_dim * (2 if c.bidirectional else 1)
         self.bridge_h = nn.Linear(enc_dim, c.hidden_dim)

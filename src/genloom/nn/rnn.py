@@ -1,10 +1,11 @@
-"""Recurrent layers and the helpers every recurrent family shares (state reorder, detach)."""
+"""Recurrent layers and what every recurrent family shares: the packed encoder, state reorder."""
 
 from __future__ import annotations
 
 from typing import Union
 
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 # nn.LSTM state is (h, c), each (layers * directions, B, H); nn.GRU state is h alone.
 RNNState = Union[Tensor, tuple[Tensor, Tensor]]
@@ -33,3 +34,27 @@ def map_state(state: RNNState | None, fn) -> RNNState | None:
 def reorder_state(state: RNNState | None, index: Tensor) -> RNNState | None:
     """Select batch rows ``index`` (B',) of a state whose batch dimension is 1."""
     return map_state(state, lambda s: s.index_select(1, index))
+
+
+class RNNEncoder(nn.Module):
+    """Embeddings → (bi)RNN over packed sequences; padding is never read."""
+
+    def __init__(self, embed: nn.Embedding, cell: str, hidden_dim: int, layers: int, bidirectional: bool, dropout: float):
+        super().__init__()
+        self.embed = embed
+        self.drop = nn.Dropout(dropout)
+        self.rnn = make_rnn(cell, embed.embedding_dim, hidden_dim, layers, dropout, bidirectional)
+        self.layers, self.directions = layers, 2 if bidirectional else 1
+
+    def forward(self, source: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """source (B, S), mask (B, S) → states (B, S, D·H), final h (B, D·H), final c (B, D·H) or None."""
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(self.drop(self.embed(source)), lengths, batch_first=True, enforce_sorted=False)
+        out, final = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=source.size(1))  # (B, S, D·H)
+        h, c = final if isinstance(final, tuple) else (final, None)
+
+        def top(x: Tensor) -> Tensor:  # (L·D, B, H) → (B, D·H), the last layer's directions side by side
+            return x.view(self.layers, self.directions, x.size(1), x.size(2))[-1].transpose(0, 1).flatten(1)
+
+        return states, top(h), None if c is None else top(c)

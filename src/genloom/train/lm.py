@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,7 +16,7 @@ from genloom.data.tokenizers import Tokenizer
 from genloom.errors import UserError
 from genloom.train.loop import evaluate, resolve_device
 from genloom.train import distributed
-from genloom.train.runs import build_and_fit, epoch_batches, open_run
+from genloom.train.runs import RunStart, build_and_fit, epoch_batches, open_run
 
 
 def encode_texts(texts: list[str], tokenizer: Tokenizer, data: DataConfig) -> list[list[int]]:
@@ -52,30 +54,44 @@ def lm_batches(ids: list[list[int]], tokenizer: Tokenizer, data: DataConfig, bat
     return list(sentence_batches(ids, batch_size, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id, generator))
 
 
-def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
-    """Run a language-model recipe end to end and return its summary (valid and test perplexity)."""
+@dataclass
+class LMData:
+    """What ``prepare`` hands a language-model recipe: the opened run and its batches."""
+
+    start: RunStart
+    device: torch.device
+    train_batches: Callable[[int], list[Batch]]
+    valid_batches: list[Batch] | None
+    description: str
+
+
+def prepare(run: RunConfig, resume: bool, device: str | None) -> LMData:
+    """Read the text, open the run (tokenizer, config.json), encode, hold out validation data, batch."""
     torch_device = distributed.local_device(resolve_device(device or run.train.device))
     data, cfg = run.data, run.train
     train_texts = read_corpus(data.train, data.format, data.field, data.lowercase)
     valid_texts = read_corpus(data.valid, data.format, data.field, data.lowercase) if data.valid else None
     start = open_run(run, resume, lambda: train_texts, torch_device)
-    run_dir, tokenizer = start.run_dir, start.tokenizer
-
+    tokenizer = start.tokenizer
     train_ids = encode_texts(train_texts, tokenizer, data)
     valid_ids = encode_texts(valid_texts, tokenizer, data) if valid_texts else None
     if data.valid_fraction:
         train_ids, valid_ids = hold_out(train_ids, data.valid_fraction)
     train_batches = epoch_batches(
         lambda generator: lm_batches(train_ids, tokenizer, data, cfg.batch_size, cfg.bptt, generator), cfg.seed)
-    valid_batches = None
-    if valid_ids:
-        valid_batches = lm_batches(valid_ids, tokenizer, data, cfg.eval_batch_size, cfg.bptt)
+    valid_batches = lm_batches(valid_ids, tokenizer, data, cfg.eval_batch_size, cfg.bptt) if valid_ids else None
     description = f"vocabulary {tokenizer.vocab_size:,}, {sum(len(s) for s in train_ids):,} training tokens"
-    summary = build_and_fit(run, start, train_batches, valid_batches, torch_device, resume, description)
-    if data.test and distributed.rank() == 0:
+    return LMData(start, torch_device, train_batches, valid_batches, description)
+
+
+def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
+    """Run a language-model recipe end to end and return its summary (valid and test perplexity)."""
+    lm = prepare(run, resume, device)
+    summary = build_and_fit(run, lm.start, lm.train_batches, lm.valid_batches, lm.device, resume, lm.description)
+    if run.data.test and distributed.rank() == 0:
         from genloom.api import load
 
-        result = load(run_dir, device=str(torch_device)).evaluate(data.test)
+        result = load(lm.start.run_dir, device=str(lm.device)).evaluate(run.data.test)
         summary["test_loss"], summary["test_perplexity"] = result["loss"], result["perplexity"]
     return summary
 

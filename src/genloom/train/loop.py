@@ -91,9 +91,24 @@ def _to_device(tree: Any, device: torch.device) -> Any:
     return tree
 
 
+@contextlib.contextmanager
+def evaluation_rng(device: torch.device, seed: int = 0):
+    """A fixed random stream for evaluation, with the caller's stream restored after it: a model that samples
+    while it is scored (a VAE's z) gets the same figures for the same weights, and evaluating in the middle of
+    training never shifts the training randomness (so a resumed run stays exact)."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device, precision: str = "fp32") -> dict[str, float]:
     """Token-weighted mean loss (and perplexity, and per-token stats) of ``model`` over ``batches``."""
+    with evaluation_rng(device):
+        return _evaluate(model, batches, device, precision)
+
+
+def _evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device, precision: str) -> dict[str, float]:
     was_training = model.training
     model.eval()
     total, tokens, carry = 0.0, 0, None
@@ -135,6 +150,7 @@ def fit(
     device: torch.device,
     resume: bool = False,
     title: str = "",
+    report: Callable[[nn.Module], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` and keep ``run_dir`` a loadable checkpoint throughout.
 
@@ -148,6 +164,8 @@ def fit(
         device: where the model lives.
         resume: continue from the newest snapshot in ``run_dir``.
         title: the curves plot's title.
+        report: called with the model at every evaluation, after the validation loss; the figures it
+            returns are logged and printed with it (a family's own measures, such as a VAE's KL).
 
     Returns:
         A summary: steps, best validation loss and perplexity, wall time.
@@ -212,7 +230,11 @@ def fit(
             snapshot()
             return False
         result = evaluate(model, valid_batches(), device, cfg.precision)
-        log({"step": state["step"], "epoch": state["epoch"], "split": "valid", **result})
+        extra = {}
+        if report is not None:
+            with evaluation_rng(device):
+                extra = report(model)
+        log({"step": state["step"], "epoch": state["epoch"], "split": "valid", **result, **extra})
         improved = state["best"] is None or result["loss"] < state["best"]
         if improved:
             state["best"], state["bad_evals"] = result["loss"], 0
@@ -221,8 +243,10 @@ def fit(
         else:
             state["bad_evals"] += 1
         snapshot()
+        figures = "".join(f", {key} {value:.4g}" if isinstance(value, float) else f", {key} {value}"
+                          for key, value in extra.items())
         bar.write(f"step {state['step']}: valid loss {result['loss']:.4f}, perplexity {result['perplexity']:.2f}"
-                  + ("" if improved else f" (no improvement {state['bad_evals']}/{cfg.patience or '∞'})"))
+                  + figures + ("" if improved else f" (no improvement {state['bad_evals']}/{cfg.patience or '∞'})"))
         return cfg.patience is not None and state["bad_evals"] >= cfg.patience
 
     model.train()
