@@ -8,9 +8,10 @@ usual remedies for posterior collapse, each a config option: KL annealing
 (linear, sigmoid, cyclical), word dropout on the decoder inputs, free bits, and
 aggressive encoder updates (He et al. 2019).
 
-The schedules need the number of training updates and whether the aggressive
-phase is still on; both are buffers, so they are saved with the weights and a
-resumed run continues them exactly.
+The schedules need the number of training updates (counted by ``after_update``,
+which the loop calls between steps) and whether the aggressive phase is still on;
+both are buffers, so they are saved with the weights and a resumed run continues
+them exactly.
 """
 
 from __future__ import annotations
@@ -214,10 +215,14 @@ class TextVAE(nn.Module):
         if self.training:
             beta = kl_weight(self.config, int(self.updates))
             objective_kl = free_bits_kl(kl, self.config.free_bits, self.config.free_bits_per)
-            self.updates += 1
         else:
             beta, objective_kl = 1.0, kl.sum()
         return LossOutput(loss=(reconstruction.sum() + beta * objective_kl) / batch.num_tokens, n_tokens=batch.num_tokens)
+
+    @torch.no_grad()
+    def after_update(self) -> None:
+        """The training loop calls this after each optimizer step: the count the schedules read."""
+        self.updates += 1
 
     # The decoding step contract: the context is z (B, Z); without one, z is drawn from the prior.
 

@@ -2,7 +2,8 @@
 
 A model only has to offer ``loss(batch, carry) -> LossOutput``; ``carry`` is
 whatever state the model wants back with the next batch (the recurrent state of
-truncated BPTT), detached between optimizer steps. Everything else (optimizer,
+truncated BPTT), detached between optimizer steps. A model may also offer
+``after_update()``, called after each optimizer step (its update counters). Everything else (optimizer,
 LR schedule, clipping, accumulation, bf16 autocast, evaluation and early
 stopping, NaN guard, progress bar, ``metrics.jsonl``, atomic snapshots, exact
 resume, curves PNG) lives here, once.
@@ -131,11 +132,12 @@ def _evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device, 
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, lr: float, grad_clip: float | None) -> float:
-    """Clip, set the LR, step, zero the gradients; returns the gradient norm before clipping."""
+    """Clip, set the LR (times each group's ``lr_scale``), step, zero the gradients; returns the gradient norm
+    before clipping."""
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else float("inf"))
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(norm)
@@ -151,6 +153,7 @@ def fit(
     resume: bool = False,
     title: str = "",
     report: Callable[[nn.Module], dict[str, float]] | None = None,
+    keep_best: bool = True,
 ) -> dict[str, Any]:
     """Train ``model`` and keep ``run_dir`` a loadable checkpoint throughout.
 
@@ -166,6 +169,8 @@ def fit(
         title: the curves plot's title.
         report: called with the model at every evaluation, after the validation loss; the figures it
             returns are logged and printed with it (a family's own measures, such as a VAE's KL).
+        keep_best: ``model.safetensors`` holds the best-validation weights; False: the latest evaluated
+            ones (adversarial training, where a lower NLL is not the goal).
 
     Returns:
         A summary: steps, best validation loss and perplexity, wall time.
@@ -177,7 +182,12 @@ def fit(
     runner = distributed.wrap(model, device)  # model.loss as a module call, data-parallel under torchrun
     if cfg.compile:
         runner = torch.compile(runner)
-    optimizer = build_optimizer(model.parameters(), cfg)
+    lr_scales = model.lr_scales() if hasattr(model, "lr_scales") else None
+    optimizer = build_optimizer(model.named_parameters(), cfg, lr_scales)
+    # A model whose training depends on how many updates it has had (a KL or temperature schedule, a GAN's
+    # generator and discriminator turns) counts them here, between steps, so a snapshot never holds a
+    # half-counted step.
+    after_update = model.after_update if hasattr(model, "after_update") else None
     steps_per_epoch = math.ceil(len(train_batches(0)) / cfg.grad_accum)
     epochs = cfg.epochs if cfg.epochs is not None else math.ceil(cfg.max_steps / steps_per_epoch)
     total_steps = min(cfg.max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch)
@@ -238,10 +248,10 @@ def fit(
         improved = state["best"] is None or result["loss"] < state["best"]
         if improved:
             state["best"], state["bad_evals"] = result["loss"], 0
-            if main:
-                save_tensors(run_dir / "model.safetensors", model.state_dict())
         else:
             state["bad_evals"] += 1
+        if main and (improved or not keep_best):
+            save_tensors(run_dir / "model.safetensors", model.state_dict())
         snapshot()
         figures = "".join(f", {key} {value:.4g}" if isinstance(value, float) else f", {key} {value}"
                           for key, value in extra.items())
@@ -291,6 +301,8 @@ def fit(
                 micro = 0
                 lr = learning_rate(cfg, state["step"], total_steps, state["epoch"])
                 grad_norm = optimizer_step(model, optimizer, lr, cfg.grad_clip)
+                if after_update is not None:
+                    after_update()
                 state["step"] += 1
                 state["batch"], state["carry"] = index + 1, carry
                 step_rng = rng_state()

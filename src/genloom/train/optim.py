@@ -11,21 +11,29 @@ from torch import nn
 from genloom.config import TrainConfig
 
 
-def build_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW, Adam or SGD (with optional momentum) over ``params``.
+def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], cfg: TrainConfig,
+                    lr_scales: dict[str, float] | None = None) -> torch.optim.Optimizer:
+    """AdamW, Adam or SGD (with optional momentum) over the trainable ``named_params``.
 
     Weight decay applies to matrices and embeddings only, never to biases and
-    LayerNorm gains (the usual practice of GPT-2, nanoGPT and BERT).
+    LayerNorm gains (the usual practice of GPT-2, nanoGPT and BERT). ``lr_scales``
+    maps a parameter-name prefix to a multiplier of the scheduled LR (a GAN's
+    discriminator learns more slowly than its generator); each group carries its
+    ``lr_scale`` and ``optimizer_step`` applies it.
     """
-    params = [p for p in params if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for name, param in named_params:
+        if not param.requires_grad:
+            continue
+        scale = next((s for prefix, s in (lr_scales or {}).items() if name.startswith(prefix)), 1.0)
+        groups.setdefault((scale, param.dim() >= 2), []).append(param)
+    param_groups = [{"params": params, "weight_decay": cfg.weight_decay if decays else 0.0, "lr_scale": scale}
+                    for (scale, decays), params in groups.items()]
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+        return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=tuple(cfg.betas))
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.Adam(param_groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int, epoch: int) -> float:

@@ -1,0 +1,92 @@
+"""The GAN recipe: MLE pretraining of the generator, pretraining of the discriminator, adversarial rounds.
+
+Each phase is one run of the shared loop in ``out_dir/phases/<phase>/`` (its own
+snapshots, metrics and curves); a finished phase leaves ``final.safetensors`` and
+``done.json``, so ``--resume`` skips the finished phases and continues the
+interrupted one exactly, in the middle of the adversarial rounds included. The
+run directory's ``model.safetensors`` is the generator and discriminator after
+the last finished phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genloom.checkpoint import load_tensors, read_json, save_tensors, write_json
+from genloom.config import RunConfig
+from genloom.errors import UserError
+from genloom.models.gan import TextGAN, build
+from genloom.train import distributed
+from genloom.train.lm import prepare
+from genloom.train.loop import fit
+
+
+def phase_settings(run: RunConfig, model: TextGAN) -> list[tuple[str, Any, bool]]:
+    """(phase, its TrainConfig, keep the best-validation weights) for each phase that trains anything."""
+    c, cfg = model.config, run.train
+    round_length = c.generator_steps + c.disc_steps
+    phases = [
+        ("mle", dataclasses.replace(cfg, epochs=c.pretrain_epochs, max_steps=None), True),
+        ("discriminator", dataclasses.replace(cfg, epochs=c.disc_pretrain_epochs, max_steps=None, patience=None,
+                                              warmup_steps=0), False),
+        ("adversarial", dataclasses.replace(cfg, epochs=None, max_steps=c.adversarial_rounds * round_length,
+                                            eval_every=round_length * max(1, c.adversarial_rounds // 20),
+                                            patience=None, warmup_steps=0), False),
+    ]
+    sizes = {"mle": c.pretrain_epochs, "discriminator": c.disc_pretrain_epochs, "adversarial": c.adversarial_rounds}
+    return [(name, phase_cfg, keep) for name, phase_cfg, keep in phases if sizes[name] > 0]
+
+
+def train(run: RunConfig, resume: bool = False, device: str | None = None,
+          report: Callable[[TextGAN], dict[str, float]] | None = None) -> dict[str, Any]:
+    """Run a GAN recipe end to end; ``report`` (for example the oracle NLL of samples) is called at every
+    evaluation of every phase. Returns each phase's summary."""
+    lm = prepare(run, resume, device)
+    if distributed.world_size() > 1:
+        raise UserError("GAN recipes train in one process; launch them without torchrun.")
+    run_dir = lm.start.run_dir
+    torch.manual_seed(run.train.seed)
+    model = build(lm.start.model_config)
+    if run.data.max_length != model.config.max_length:
+        raise UserError(f"data.max_length ({run.data.max_length}) must equal model.max_length "
+                        f"({model.config.max_length}): real and generated sequences must have the same length limit.")
+    if lm.start.initial_weights is not None:
+        model.load_state_dict(lm.start.initial_weights)
+    model.to(lm.device)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"gan ({model.config.objective}): {params:,} parameters, {lm.description}, device {lm.device}")
+    summary: dict[str, Any] = {}
+    for name, phase_cfg, keep_best in phase_settings(run, model):
+        phase_dir = run_dir / "phases" / name
+        if (phase_dir / "done.json").is_file():
+            model.load_state_dict(load_tensors(phase_dir / "final.safetensors"))
+            summary[name] = read_json(phase_dir / "done.json")
+            continue
+        phase_dir.mkdir(parents=True, exist_ok=True)
+        model.phase = name
+        continuing = resume and (phase_dir / "state").is_dir()
+        if name == "adversarial" and not continuing:
+            model.rollout.load_state_dict(model.generator.state_dict())  # the rollouts start from the pretrained policy
+        valid = (lambda: lm.valid_batches) if lm.valid_batches else None
+        result = fit(model, lm.train_batches, valid, phase_cfg, phase_dir, lm.device, resume=continuing,
+                     title=f"gan {name}", report=report, keep_best=keep_best)
+        if keep_best and (phase_dir / "model.safetensors").is_file():
+            model.load_state_dict(load_tensors(phase_dir / "model.safetensors"))
+        save_tensors(phase_dir / "final.safetensors", model.state_dict())
+        write_json(phase_dir / "done.json", result)
+        save_tensors(run_dir / "model.safetensors", model.state_dict())
+        summary[name] = result
+    model.phase = "mle"
+    return {"steps": sum(s["steps"] for s in summary.values()), "phases": summary,
+            "best_valid_loss": summary.get("mle", {}).get("best_valid_loss")}
+
+
+def finished_phases(run_dir: str | Path) -> list[str]:
+    """The phases a GAN run directory has completed, in order."""
+    return [name for name in ("mle", "discriminator", "adversarial")
+            if (Path(run_dir) / "phases" / name / "done.json").is_file()]

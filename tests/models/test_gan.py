@@ -1,0 +1,196 @@
+"""Text GANs: rollout rewards, the policy gradient, the discriminator, Gumbel-softmax, and the phased recipe
+(stored losses, resuming in the middle of the adversarial phase, generate/evaluate on the checkpoint)."""
+
+import json
+
+import pytest
+import torch
+
+import genloom
+import genloom.train.loop as loop
+from genloom.apps.toy_grammar import corpus
+from genloom.cli import main
+from genloom.data.batching import pad
+from genloom.data.tokenizers import EOS_ID, PAD_ID, Tokenizer
+from genloom.errors import UserError
+from genloom.models.gan import GANConfig, build, gumbel_softmax, inverse_temperature, pad_after_eos
+from genloom.nn.cnn import TextCNN
+from genloom.train.gan import finished_phases
+from tests.conftest import tiny_recipe
+
+V = 40
+
+
+def tiny_gan(**changes):
+    torch.manual_seed(0)
+    settings = {"vocab_size": V, "embed_dim": 16, "hidden_dim": 16, "max_length": 8, "disc_embed_dim": 12,
+                "filter_sizes": [1, 2, 3], "num_filters": [8, 8, 8], "rollouts": 3, **changes}
+    return build(GANConfig(**settings))
+
+
+def gan_recipe(folder, **model):
+    recipe = tiny_recipe(folder, **{"lr": 0.01, "batch_size": 64, "eval_every": None, "schedule": "constant",
+                                    "max_steps": None, "epochs": 1})
+    recipe["family"] = "gan"
+    recipe["data"]["max_length"] = 12
+    recipe["model"] = {"embed_dim": 16, "hidden_dim": 16, "max_length": 12, "disc_embed_dim": 12,
+                       "filter_sizes": [1, 2, 3], "num_filters": [8, 8, 8], "rollouts": 2, "pretrain_epochs": 1,
+                       "disc_pretrain_epochs": 1, "adversarial_rounds": 2, "generator_steps": 1, "disc_steps": 1,
+                       "disc_lr_scale": 0.1, **model}
+    return recipe
+
+
+def test_samples_have_the_fixed_width_and_padding_after_the_first_eos():
+    model = tiny_gan(min_length=3)
+    samples = model.sample(32, rng=torch.Generator().manual_seed(0))
+    assert samples.shape == (32, 9)
+    assert ((samples[:, :3] != EOS_ID) & (samples[:, :3] != PAD_ID)).all()  # no end before min_length
+    for row in samples.tolist():
+        end = row.index(EOS_ID)
+        assert all(t == PAD_ID for t in row[end + 1 :]) and PAD_ID not in row[:end]
+    assert pad_after_eos(torch.tensor([[5, 2, 7, 2]])).tolist() == [[5, 2, 0, 0]]
+
+
+def test_rollout_rewards_have_the_sequence_shape_and_lie_in_0_1():
+    model = tiny_gan()
+    samples = model.sample(5)
+    rewards = model.rollout_rewards(samples)
+    assert rewards.shape == samples.shape
+    assert (rewards >= 0).all() and (rewards <= 1).all()
+
+
+def test_the_policy_gradient_raises_the_log_probability_of_a_rewarded_sequence():
+    model = tiny_gan()
+    sequence = model.sample(1)
+    rewards = torch.ones(sequence.shape)
+
+    def log_prob():
+        with torch.no_grad():
+            return -float(model.policy_gradient_loss(sequence, rewards)) * int((sequence != PAD_ID).sum())
+
+    before = log_prob()
+    optimizer = torch.optim.SGD(model.generator.parameters(), lr=0.5)
+    model.policy_gradient_loss(sequence, rewards).backward()
+    optimizer.step()
+    assert log_prob() > before
+    # a zero reward gives no gradient at all
+    model.zero_grad()
+    model.policy_gradient_loss(sequence, torch.zeros(sequence.shape)).backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.generator.parameters())
+
+
+def test_the_discriminator_separates_real_from_shuffled_text():
+    texts = corpus(600, seed=0)
+    tokenizer = Tokenizer.train("word", texts, 100)
+    generator = torch.Generator().manual_seed(0)
+
+    def batch(sentences):
+        ids = [tokenizer.encode(t) for t in sentences]
+        shuffled = [[s[i] for i in torch.randperm(len(s), generator=generator).tolist()] for s in ids]
+        tokens, _ = pad(ids + shuffled, PAD_ID)
+        return tokens, torch.cat([torch.ones(len(ids)), torch.zeros(len(ids))])
+
+    torch.manual_seed(0)
+    cnn = TextCNN(tokenizer.vocab_size, 16, [2, 3], [16, 16], dropout=0.1)
+    optimizer = torch.optim.Adam(cnn.parameters(), lr=0.01)
+    for step in range(60):
+        tokens, labels = batch(texts[(step * 32) % 500 : (step * 32) % 500 + 32])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(cnn(tokens), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    cnn.eval()
+    tokens, labels = batch(texts[500:])
+    accuracy = float(((cnn(tokens) > 0).float() == labels).float().mean())
+    assert accuracy > 0.85
+
+
+def test_gumbel_softmax_approaches_one_hot_as_the_temperature_falls():
+    logits = torch.randn(2000, 10, generator=torch.Generator().manual_seed(0))
+    peaks = []
+    for beta in (1.0, 10.0, 100.0, 1000.0):
+        probs, hard = gumbel_softmax(logits, beta, torch.Generator().manual_seed(1))
+        assert torch.allclose(probs.sum(-1), torch.ones(2000))
+        assert torch.equal(probs.argmax(-1), hard)
+        peaks.append(float(probs.max(-1).values.mean()))
+    assert peaks == sorted(peaks) and peaks[-1] > 0.99
+    config = GANConfig(gumbel_temperature_max=100.0)
+    assert [inverse_temperature(config, u, 10) for u in (0, 5, 10)] == pytest.approx([1.0, 10.0, 100.0])
+
+
+def test_the_gumbel_generator_loss_reaches_the_generator_through_the_relaxation():
+    model = tiny_gan(objective="gumbel")
+    texts = torch.randint(4, V, (4, 6))
+    batch = genloom.data.batching.Batch(texts, texts, torch.ones_like(texts, dtype=torch.bool))
+    model.gumbel_generator_loss(batch).backward()
+    assert model.generator.output.weight.grad.abs().sum() > 0
+
+
+def train_losses(run_dir):
+    records = []
+    for phase in ("mle", "discriminator", "adversarial"):
+        path = run_dir / "phases" / phase / "metrics.jsonl"
+        records += [(phase, r["step"], r["loss"]) for r in map(json.loads, path.read_text().splitlines())
+                    if r["split"] == "train"]
+    return records
+
+
+STORED = [("mle", 1, 3.798513174057007), ("mle", 2, 3.791402816772461), ("mle", 3, 3.7972540855407715),
+          ("mle", 4, 3.786785840988159), ("mle", 5, 3.763747215270996),
+          ("discriminator", 1, 0.7015618681907654), ("discriminator", 2, 0.7183974981307983),
+          ("discriminator", 3, 0.745320737361908), ("discriminator", 4, 0.714091956615448),
+          ("discriminator", 5, 0.7151675224304199),
+          ("adversarial", 1, 2.1516611576080322), ("adversarial", 2, 0.704477071762085),
+          ("adversarial", 3, 2.1327810287475586), ("adversarial", 4, 0.7094346284866333)]
+
+
+def test_short_seqgan_recipe_reproduces_stored_losses(tmp_path):
+    genloom.train(gan_recipe(tmp_path))
+    got = train_losses(tmp_path / "run")
+    assert [g[:2] for g in got] == [s[:2] for s in STORED]
+    assert [g[2] for g in got] == pytest.approx([s[2] for s in STORED], rel=1e-5, abs=1e-6)
+    assert finished_phases(tmp_path / "run") == ["mle", "discriminator", "adversarial"]
+
+
+def test_a_run_interrupted_in_the_adversarial_phase_resumes_exactly(tmp_path, monkeypatch):
+    reference = gan_recipe(tmp_path / "a", adversarial_rounds=3)
+    genloom.train(reference)
+    interrupted = gan_recipe(tmp_path / "b", adversarial_rounds=3)
+    real_step = loop.optimizer_step
+    calls = {"n": 0}
+
+    def stop_in_the_adversarial_phase(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5 + 5 + 3:  # the third adversarial update
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", stop_in_the_adversarial_phase)
+    with pytest.raises(loop.TrainingInterrupted):
+        genloom.train(interrupted)
+    assert finished_phases(tmp_path / "b" / "run") == ["mle", "discriminator"]
+    monkeypatch.setattr(loop, "optimizer_step", real_step)
+    genloom.train(interrupted, resume=True)
+    assert train_losses(tmp_path / "b" / "run") == train_losses(tmp_path / "a" / "run")
+
+
+def test_gumbel_recipe_and_the_usual_commands_on_a_gan_checkpoint(tmp_path, capsys):
+    genloom.train(gan_recipe(tmp_path, objective="gumbel"))
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["generate", str(run), "--method", "sample", "--seed", "1", "--num-samples", "2",
+                 "--device", "cpu"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "data" / "test.txt"), "--device", "cpu"]) == 0
+    assert "perplexity" in capsys.readouterr().out
+
+
+def test_bad_gan_settings_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="same length"):
+        tiny_gan(filter_sizes=[1, 2], num_filters=[4])
+    with pytest.raises(UserError, match="min_length"):
+        tiny_gan(min_length=9)
+    recipe = gan_recipe(tmp_path)
+    recipe["data"]["max_length"] = 30
+    with pytest.raises(UserError, match="must equal model.max_length"):
+        genloom.train(recipe)
