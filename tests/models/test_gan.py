@@ -16,7 +16,7 @@ from genloom.errors import UserError
 from genloom.models.gan import GANConfig, build, gumbel_softmax, inverse_temperature, pad_after_eos
 from genloom.nn.cnn import TextCNN
 from genloom.train.gan import finished_phases
-from tests.conftest import tiny_recipe
+from tests.conftest import SHARED_DATA, tiny_recipe
 
 V = 40
 
@@ -34,7 +34,7 @@ def gan_recipe(folder, **model):
     recipe["family"] = "gan"
     recipe["data"]["max_length"] = 12
     recipe["model"] = {"embed_dim": 16, "hidden_dim": 16, "max_length": 12, "disc_embed_dim": 12,
-                       "filter_sizes": [1, 2, 3], "num_filters": [8, 8, 8], "rollouts": 2, "pretrain_epochs": 1,
+                       "filter_sizes": [1, 2, 3], "num_filters": [8, 8, 8], "rollouts": 2,
                        "disc_pretrain_epochs": 1, "adversarial_rounds": 2, "generator_steps": 1, "disc_steps": 1,
                        "disc_lr_scale": 0.1, **model}
     return recipe
@@ -194,3 +194,18 @@ def test_bad_gan_settings_are_user_errors(tmp_path):
     recipe["data"]["max_length"] = 30
     with pytest.raises(UserError, match="must equal model.max_length"):
         genloom.train(recipe)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "seqgan_oracle").is_dir(), reason=f"staged corpora not found at {SHARED_DATA}")
+def test_the_seqgan_oracle_scores_its_own_samples_as_documented():
+    from genloom.apps.seqgan_oracle import Oracle, as_text, from_words
+
+    oracle = Oracle.load(SHARED_DATA / "seqgan_oracle" / "target_params.npz")
+    generator = torch.Generator().manual_seed(0)
+    samples = oracle.sample(500, generator)
+    assert samples.shape == (500, 20)
+    assert oracle.nll(samples) == pytest.approx(5.75, abs=0.15)  # SOURCE.md: 5.75 on 10,000 samples
+    assert oracle.nll(torch.randint(0, 5000, (500, 20), generator=generator)) == pytest.approx(11.43, abs=0.15)
+    assert torch.equal(from_words([line.split() for line in as_text(samples[:3])]), samples[:3])
+    with pytest.raises(ValueError, match="not an oracle token"):
+        from_words([["w1", "<unk>"]])

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
-from genloom.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from genloom.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from genloom.errors import UserError
 from genloom.models.rnnlm import RNNLM, RNNLMConfig
 from genloom.nn.cnn import TextCNN
@@ -50,7 +50,8 @@ class GANConfig:
     Discriminator defaults are SeqGAN's: 64-d embeddings, widths 1–10, 15, 20
     with 100–200 filters each, dropout 0.25. ``disc_lr_scale``: the
     discriminator's learning rate as a multiple of ``train.lr`` (SeqGAN: 1e-4 vs
-    1e-2). The recipe: ``pretrain_epochs`` of MLE; ``disc_pretrain_epochs`` epochs
+    1e-2). The recipe: MLE pretraining for the recipe's ``train.epochs`` (or
+    ``train.max_steps``); then ``disc_pretrain_epochs`` epochs
     of discriminator training on real text against fresh samples; then
     ``adversarial_rounds`` rounds of ``generator_steps`` generator updates
     followed by ``disc_steps`` discriminator minibatches.
@@ -72,7 +73,6 @@ class GANConfig:
     rollouts: int = 16
     rollout_update_rate: float = 0.8
     gumbel_temperature_max: float = 100.0
-    pretrain_epochs: int = 120
     disc_pretrain_epochs: int = 10
     adversarial_rounds: int = 200
     generator_steps: int = 1
@@ -121,9 +121,10 @@ class TextGAN(nn.Module):
     # Sampling.
 
     def _allowed(self, logits: Tensor, position: int) -> Tensor:
-        """Mask tokens a sequence may not hold at ``position``: padding and BOS always, EOS before ``min_length``."""
+        """Mask tokens a sequence may not hold at ``position``: padding, BOS and <unk> always (a generated
+        <unk> is never useful text), EOS before ``min_length``."""
         logits = logits.clone()
-        logits[:, [PAD_ID, BOS_ID]] = float("-inf")
+        logits[:, [PAD_ID, BOS_ID, UNK_ID]] = float("-inf")
         if position < self.config.min_length:
             logits[:, EOS_ID] = float("-inf")
         return logits
@@ -283,7 +284,7 @@ def check_config(config: GANConfig) -> None:
     """Invariants with messages that say what was expected and what was given."""
     require_at_least(config, ("embed_dim", "hidden_dim", "num_layers", "max_length", "disc_embed_dim", "rollouts",
                               "generator_steps"))
-    require_at_least(config, ("min_length", "pretrain_epochs", "disc_pretrain_epochs", "adversarial_rounds",
+    require_at_least(config, ("min_length", "disc_pretrain_epochs", "adversarial_rounds",
                               "disc_steps"), minimum=0)
     require_fraction(config, ("disc_dropout", "rollout_update_rate"))
     if len(config.filter_sizes) != len(config.num_filters) or not config.filter_sizes:

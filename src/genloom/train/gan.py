@@ -1,4 +1,5 @@
-"""The GAN recipe: MLE pretraining of the generator, pretraining of the discriminator, adversarial rounds.
+"""The GAN recipe: MLE pretraining of the generator (for ``train.epochs`` or ``train.max_steps``), pretraining
+of the discriminator, adversarial rounds (their sizes are model settings).
 
 Each phase is one run of the shared loop in ``out_dir/phases/<phase>/`` (its own
 snapshots, metrics and curves); a finished phase leaves ``final.safetensors`` and
@@ -31,14 +32,14 @@ def phase_settings(run: RunConfig, model: TextGAN) -> list[tuple[str, Any, bool]
     c, cfg = model.config, run.train
     round_length = c.generator_steps + c.disc_steps
     phases = [
-        ("mle", dataclasses.replace(cfg, epochs=c.pretrain_epochs, max_steps=None), True),
+        ("mle", cfg, True),  # the recipe's own train.epochs / max_steps
         ("discriminator", dataclasses.replace(cfg, epochs=c.disc_pretrain_epochs, max_steps=None, patience=None,
                                               warmup_steps=0), False),
         ("adversarial", dataclasses.replace(cfg, epochs=None, max_steps=c.adversarial_rounds * round_length,
                                             eval_every=round_length * max(1, c.adversarial_rounds // 20),
                                             patience=None, warmup_steps=0), False),
     ]
-    sizes = {"mle": c.pretrain_epochs, "discriminator": c.disc_pretrain_epochs, "adversarial": c.adversarial_rounds}
+    sizes = {"mle": 1, "discriminator": c.disc_pretrain_epochs, "adversarial": c.adversarial_rounds}
     return [(name, phase_cfg, keep) for name, phase_cfg, keep in phases if sizes[name] > 0]
 
 

@@ -1,0 +1,166 @@
+"""SeqGAN's synthetic experiment with its exact oracle: NLL-oracle of MLE and of SeqGAN, with curves.
+
+    python benchmarks/gan_oracle.py [--device cuda] [--quick]
+
+Samples 10,000 training and 1,000 validation sequences of 20 tokens from the
+oracle LSTM (../shared/data/seqgan_oracle, seed 0), trains configs/seqgan_oracle.yaml
+(MLE pretraining, discriminator pretraining, adversarial rounds), and measures
+NLL-oracle, the oracle's mean NLL per token of sequences the generator samples:
+on 2,000 samples at every evaluation (the curves) and on 10,000 at the end of MLE
+and at the end of SeqGAN. Also reported: the oracle's own samples (5.75 in
+SOURCE.md) and a uniform random generator. Published (Yu et al. 2017, Table 1):
+random 10.310, MLE 9.038, SeqGAN 8.736. Targets: MLE ≤ 9.04, SeqGAN ≤ 8.73.
+``--quick`` runs 5 MLE epochs, 1 discriminator epoch and 5 adversarial rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, ROOT, device_description, require_data, write_result  # noqa: E402
+
+import genloom  # noqa: E402
+from genloom.apps.seqgan_oracle import Oracle, as_text, from_words  # noqa: E402
+from genloom.checkpoint import atomic_write, load_tensors  # noqa: E402
+from genloom.config import apply_overrides, parse_run_config  # noqa: E402
+from genloom.data.tokenizers import Tokenizer  # noqa: E402
+from genloom.models.gan import TextGAN  # noqa: E402
+from genloom.train import gan  # noqa: E402
+from genloom.train.loop import resolve_device  # noqa: E402
+
+PUBLISHED = {"yu2017": {"random": 10.310, "mle": 9.038, "scheduled_sampling": 8.985, "pg_bleu": 8.946,
+                        "seqgan": 8.736, "source": "Yu et al. 2017, SeqGAN, Table 1 (NLL-oracle)"}}
+TARGETS = {"mle": 9.04, "seqgan": 8.73}
+
+
+def nll_oracle(model: TextGAN, tokenizer: Tokenizer, oracle: Oracle, count: int) -> float:
+    """NLL-oracle of ``count`` sequences sampled from the generator (20 tokens each, ``w<id>`` words)."""
+    was_training = model.training
+    model.eval()
+    rows = []
+    for start in range(0, count, 1000):
+        samples = model.sample(min(1000, count - start))[:, : oracle.length].cpu()  # (n, 20)
+        rows += [[tokenizer.id_to_token(i) for i in row] for row in samples.tolist()]
+    model.train(was_training)
+    return oracle.nll(from_words(rows))
+
+
+def plot_curves(points: list[tuple[str, float, float]], path: Path, pretrain_epochs: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for phase, colour in (("mle", "tab:blue"), ("adversarial", "tab:red")):
+        xs = [x for p, x, _ in points if p == phase]
+        ys = [y for p, _, y in points if p == phase]
+        if xs:
+            ax.plot(xs, ys, color=colour, marker=".", label={"mle": "MLE pretraining",
+                                                             "adversarial": "SeqGAN adversarial"}[phase])
+    ax.axvline(pretrain_epochs, color="grey", linestyle=":", linewidth=1)
+    for name, value in (("published MLE", 9.038), ("published SeqGAN", 8.736)):
+        ax.axhline(value, linestyle="--", linewidth=0.8, color="grey")
+        ax.text(0, value, name, fontsize=7, va="bottom")
+    ax.set_xlabel("epoch (pretraining), then pretraining epochs + adversarial round")
+    ax.set_ylabel("NLL-oracle (nats per token, 2,000 samples)")
+    ax.set_title("SeqGAN oracle experiment")
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
+    parser.add_argument("--quick", action="store_true", help="a few epochs and rounds; writes gan_oracle_quick.json")
+    args = parser.parse_args()
+    data = require_data("seqgan_oracle")
+    device = str(resolve_device(args.device))
+    oracle = Oracle.load(data / "target_params.npz")
+    generator = torch.Generator().manual_seed(0)
+    prepared = ROOT / "runs" / "gan_oracle_data"
+    prepared.mkdir(parents=True, exist_ok=True)
+    for name, count in (("train", 10_000), ("valid", 1_000)):
+        (prepared / f"{name}.txt").write_text("\n".join(as_text(oracle.sample(count, generator))) + "\n")
+    own = oracle.nll(oracle.sample(10_000, generator))
+    uniform = oracle.nll(torch.randint(0, oracle.vocab_size, (10_000, 20), generator=generator))
+
+    recipe = yaml.safe_load((ROOT / "configs" / "seqgan_oracle.yaml").read_text(encoding="utf-8"))
+    out_dir = ROOT / "runs" / "bench_gan_oracle"
+    overrides = [f"out_dir={out_dir}", f"data.train={prepared / 'train.txt'}", f"data.valid={prepared / 'valid.txt'}"]
+    if args.quick:
+        overrides += ["train.epochs=5", "model.disc_pretrain_epochs=1", "model.adversarial_rounds=5"]
+    recipe = apply_overrides(recipe, overrides)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    run = parse_run_config(recipe)
+    points: list[tuple[str, float, float]] = []
+    calls = {"mle": 0}
+    tokenizer: list[Tokenizer] = []  # read once the recipe has written it
+
+    def report(model: TextGAN) -> dict[str, float]:
+        if model.phase == "discriminator":
+            return {}
+        if not tokenizer:
+            tokenizer.append(Tokenizer.load(out_dir / "tokenizer.json"))
+        if model.phase == "mle":
+            calls["mle"] += 1
+            x = float(calls["mle"])
+        else:
+            round_length = model.config.generator_steps + model.config.disc_steps
+            x = run.train.epochs + int(model.adversarial_updates) / round_length
+        value = nll_oracle(model, tokenizer[0], oracle, 2_000)
+        points.append((model.phase, x, value))
+        return {"nll_oracle": value}
+
+    start = time.time()
+    summary = gan.train(run, device=device, report=report)
+    wall = time.time() - start
+    # The generator at the end of MLE (its best-validation weights) and at the end of SeqGAN, on 10,000 samples.
+    loaded = genloom.load(out_dir, device=device)
+    model = loaded.model
+    torch.manual_seed(1)
+    seqgan = nll_oracle(model, loaded.tokenizer, oracle, 10_000)
+    model.load_state_dict(load_tensors(out_dir / "phases" / "mle" / "final.safetensors"))
+    torch.manual_seed(1)
+    mle = nll_oracle(model, loaded.tokenizer, oracle, 10_000)
+    plot = RESULTS / f"gan_oracle{'_quick' if args.quick else ''}.png"
+    plot_curves(points, plot, run.train.epochs)
+    results = {"oracle_samples": {"nll_oracle": round(own, 3)}, "uniform_random": {"nll_oracle": round(uniform, 3)},
+               "mle": {"nll_oracle": round(mle, 3), "epochs": run.train.epochs},
+               "seqgan": {"nll_oracle": round(seqgan, 3), "rounds": model.config.adversarial_rounds},
+               "curve": [{"phase": p, "x": round(x, 2), "nll_oracle": round(y, 3)} for p, x, y in points]}
+    protocol = ("SeqGAN synthetic data: 10,000 training sequences of 20 tokens from the original oracle LSTM (seed 0); "
+                "NLL-oracle = the oracle's mean NLL per token (nats) of 10,000 generator samples (multinomial, 20 "
+                "tokens, no end token before 20); MLE = best-validation weights after pretraining; curves on 2,000 "
+                f"samples; recipe configs/seqgan_oracle.yaml (discriminator steps per round: {model.config.disc_steps})")
+    if args.quick:
+        protocol = "QUICK RUN (5 MLE epochs, 1 discriminator epoch, 5 rounds; not the published protocol): " + protocol
+    path = write_result("gan_oracle", args.quick, {
+        "device": device_description(device), "wall_s": round(wall, 1), "protocol": protocol, "results": results,
+        "published": PUBLISHED, "target": {k: f"nll_oracle <= {v}" for k, v in TARGETS.items()},
+        "phases_wall_s": {k: round(v["wall_s"], 1) for k, v in summary["phases"].items()},
+    })
+    print(f"\nNLL-oracle: oracle's own samples {own:.3f}, uniform {uniform:.3f}")
+    for name, value in (("mle", mle), ("seqgan", seqgan)):
+        verdict = "met" if value <= TARGETS[name] else "NOT met"
+        print(f"{name:<8}{value:8.3f}   published {PUBLISHED['yu2017'][name]}, target ≤ {TARGETS[name]} ({verdict})")
+    print(f"written: {path} and {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
