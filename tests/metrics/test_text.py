@@ -5,7 +5,7 @@ import math
 import pytest
 
 from genloom.errors import UserError
-from genloom.metrics import bleu, chrf, distinct_n, perplexity, rouge, self_bleu
+from genloom.metrics import bleu, chrf, distinct_n, perplexity, reference_bleu, rouge, self_bleu
 
 # The example of sacrebleu's README, with its published scores.
 HYPS = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
@@ -65,3 +65,34 @@ def test_rouge_with_several_references_takes_the_best_per_metric():
     assert multi == single
     with pytest.raises(UserError, match="2 references but 1 hypotheses"):
         rouge(["x"], ["a", "b"])
+
+
+def test_reference_bleu_scores_each_hypothesis_against_the_whole_reference_set():
+    import sacrebleu
+
+    references = ["a man rides a horse .", "two dogs play in the snow .", "a plate of food on a table ."]
+    hypotheses = ["a man rides a bike .", "dogs play in the park .", "food on a plate ."]
+    got = reference_bleu(hypotheses, references, n=3)
+    uncached = sacrebleu.BLEU(tokenize="none", max_ngram_order=3, smooth_method="floor", smooth_value=0.1,
+                              effective_order=True)
+    expected = sum(uncached.sentence_score(h, references).score for h in hypotheses) / 300
+    assert got == pytest.approx(expected)
+    assert reference_bleu(references[:1], references, n=4) == pytest.approx(1.0)
+    with pytest.raises(UserError, match="at least one hypothesis"):
+        reference_bleu([], references)
+
+
+def test_self_bleu_equals_sacrebleu_against_all_other_texts():
+    import random
+
+    import sacrebleu
+
+    rng = random.Random(0)
+    words = "a the man dog cat sits runs on in park table red big".split()
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 9))) for _ in range(40)]
+    texts += [texts[0], texts[1]]  # duplicates: each copy is the other's reference
+    metric = sacrebleu.BLEU(tokenize="none", max_ngram_order=4, smooth_method="floor", smooth_value=0.1,
+                            effective_order=True)
+    expected = sum(metric.sentence_score(t, texts[:i] + texts[i + 1 :]).score
+                   for i, t in enumerate(texts)) / (100 * len(texts))
+    assert self_bleu(texts, 4, max_hypotheses=None) == pytest.approx(expected, rel=1e-9)

@@ -10,9 +10,11 @@ import math
 import random
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 
 import sacrebleu
+from sacrebleu.metrics.helpers import extract_all_word_ngrams
 from rouge_score import rouge_scorer
 
 from genloom.errors import UserError
@@ -123,25 +125,69 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def _texygen_bleu(n: int, references: Sequence[str] | None = None) -> sacrebleu.BLEU:
+    """Texygen's sentence BLEU in sacrebleu: whitespace tokens, uniform weights up to order ``n``, zero counts
+    floored at 0.1 (NLTK's method1); ``references`` are cached as every hypothesis's reference set."""
+    cached = [[r] for r in references] if references is not None else None
+    return sacrebleu.BLEU(tokenize="none", max_ngram_order=n, smooth_method="floor", smooth_value=0.1,
+                          effective_order=True, references=cached)
+
+
+def reference_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4) -> float:
+    """Texygen's BLEU of generated text (0–1): the mean over hypotheses of each one's sentence BLEU against
+    the whole reference set (every test sentence is a reference of every hypothesis).
+
+    Example:
+        >>> round(reference_bleu(["a cat sat ."], ["a cat sat .", "a dog ran ."], n=2), 3)
+        1.0
+    """
+    hypotheses = [h for h in hypotheses if h.strip()]
+    references = [r for r in references if r.strip()]
+    if not hypotheses or not references:
+        raise UserError("BLEU needs at least one hypothesis and one reference.")
+    metric = _texygen_bleu(n, references)  # the references' n-grams are counted once
+    return sum(metric.corpus_score([h], None).score for h in hypotheses) / (100.0 * len(hypotheses))
+
+
 def self_bleu(texts: Sequence[str], n: int = 4, max_hypotheses: int | None = 1000, seed: int = 0) -> float:
     """Self-BLEU (Zhu et al. 2018, Texygen), 0–1: each text scored against all *other* texts as references.
 
-    Protocol: whitespace tokens (``tokenize="none"``), uniform weights up to order
-    ``n``, floor smoothing of zero counts with 0.1 (as NLTK's method1 that Texygen
-    uses), a text is never its own reference, and at most ``max_hypotheses``
-    texts (a seeded sample) are scored, each against all the others. Higher means
-    less diverse.
+    Protocol: whitespace tokens, uniform weights up to order ``n``, floor
+    smoothing of zero counts with 0.1 (as NLTK's method1 that Texygen uses), a
+    text is never its own reference, and at most ``max_hypotheses`` texts (a
+    seeded sample) are scored, each against all the others. Higher means less
+    diverse. The n-grams of all texts are counted once, keeping for each n-gram
+    its two highest counts, so leaving one text out is free; sacrebleu computes
+    the score from those statistics (the same figure as its ``sentence_score``
+    against the other texts).
     """
     texts = [t for t in texts if t.strip()]
     if len(texts) < 2:
         raise UserError("self-BLEU needs at least two texts.")
-    metric = sacrebleu.BLEU(tokenize="none", max_ngram_order=n, smooth_method="floor", smooth_value=0.1,
-                            effective_order=True)
+    grams = [extract_all_word_ngrams(t, 1, n) for t in texts]  # (counter, length) per text
+    top: dict[tuple[str, ...], tuple[int, int, int]] = {}  # n-gram → (highest count, its text, second count)
+    for index, (counter, _) in enumerate(grams):
+        for gram, count in counter.items():
+            first, holder, second = top.get(gram, (0, -1, 0))
+            if count > first:
+                top[gram] = (count, index, first)
+            elif count > second:
+                top[gram] = (first, holder, count)
+    lengths = Counter(length for _, length in grams)
     indices = list(range(len(texts)))
     if max_hypotheses is not None and len(indices) > max_hypotheses:
         indices = random.Random(seed).sample(indices, max_hypotheses)
-    total = 0.0
+    total_score = 0.0
     for i in indices:
-        others = texts[:i] + texts[i + 1 :]
-        total += metric.sentence_score(texts[i], others).score / 100.0
-    return total / len(indices)
+        counter, hyp_len = grams[i]
+        correct, total = [0] * n, [0] * n
+        for gram, count in counter.items():
+            first, holder, second = top[gram]
+            total[len(gram) - 1] += count
+            correct[len(gram) - 1] += min(count, second if holder == i else first)
+        others = [length for length, m in lengths.items() if length != hyp_len or m > 1]
+        ref_len = min(others, key=lambda length: (abs(length - hyp_len), length))  # sacrebleu's closest length
+        total_score += sacrebleu.BLEU.compute_bleu(correct, total, hyp_len, ref_len, smooth_method="floor",
+                                                   smooth_value=0.1, effective_order=True,
+                                                   max_ngram_order=n).score / 100.0
+    return total_score / len(indices)

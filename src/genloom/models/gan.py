@@ -48,9 +48,10 @@ class GANConfig:
     (the recipe's ``data.max_length`` must match); ``min_length`` forbids an
     earlier end (the SeqGAN oracle's sequences are always 20 tokens).
     Discriminator defaults are SeqGAN's: 64-d embeddings, widths 1–10, 15, 20
-    with 100–200 filters each, dropout 0.25. ``disc_lr_scale``: the
-    discriminator's learning rate as a multiple of ``train.lr`` (SeqGAN: 1e-4 vs
-    1e-2). The recipe: MLE pretraining for the recipe's ``train.epochs`` (or
+    with 100–200 filters each, dropout 0.25. ``disc_lr``: the discriminator's
+    learning rate (SeqGAN: 1e-4, while the generator's is ``train.lr``, 1e-2).
+    ``adversarial_lr``: the generator's learning rate in the adversarial phase
+    (default ``train.lr``; RelGAN uses 1e-4 for both players). The recipe: MLE pretraining for the recipe's ``train.epochs`` (or
     ``train.max_steps``); then ``disc_pretrain_epochs`` epochs
     of discriminator training on real text against fresh samples; then
     ``adversarial_rounds`` rounds of ``generator_steps`` generator updates
@@ -69,7 +70,8 @@ class GANConfig:
     filter_sizes: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20])
     num_filters: list[int] = field(default_factory=lambda: [100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160])
     disc_dropout: float = 0.25
-    disc_lr_scale: float = 0.01
+    disc_lr: float = 1e-4
+    adversarial_lr: float | None = None
     rollouts: int = 16
     rollout_update_rate: float = 0.8
     gumbel_temperature_max: float = 100.0
@@ -112,11 +114,13 @@ class TextGAN(nn.Module):
         self.discriminator = TextCNN(c.vocab_size, c.disc_embed_dim, c.filter_sizes, c.num_filters, c.disc_dropout)
         self.register_buffer("adversarial_updates", torch.zeros((), dtype=torch.long))
         self.phase: str = "mle"
+        self.phase_lr = 1.0  # the generator's LR in the current phase; the recipe sets it
         self.total_generator_updates = c.adversarial_rounds * c.generator_steps
 
     def lr_scales(self) -> dict[str, float]:
-        """Learning-rate multipliers by parameter-name prefix (the loop's optimizer reads them)."""
-        return {"discriminator.": self.config.disc_lr_scale}
+        """Learning-rate multipliers by parameter-name prefix (the loop's optimizer reads them): the
+        discriminator learns at ``disc_lr`` while the phase's LR is the generator's."""
+        return {"discriminator.": self.config.disc_lr / self.phase_lr}
 
     # Sampling.
 
@@ -131,9 +135,10 @@ class TextGAN(nn.Module):
 
     @torch.no_grad()
     def sample(self, count: int, lm: RNNLM | None = None, prefix: Tensor | None = None,
-               rng: torch.Generator | None = None) -> Tensor:
-        """Sequences of ``max_length`` + 1 positions drawn from ``lm`` (the generator unless given), each
-        continuing ``prefix`` (count, t) when given; after the first EOS come padding ids. → (count, L+1)."""
+               rng: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+        """Sequences of ``max_length`` + 1 positions drawn from ``lm`` (the generator unless given) at
+        ``temperature``, each continuing ``prefix`` (count, t) when given; after the first EOS come padding
+        ids. → (count, L+1)."""
         lm = lm or self.generator
         device = self.discriminator.classify.weight.device
         length = self.config.max_length + 1
@@ -145,7 +150,7 @@ class TextGAN(nn.Module):
             if position == length - 1:
                 choice = torch.full((count,), EOS_ID, dtype=torch.long, device=device)
             else:
-                probs = torch.softmax(self._allowed(logits, position).float(), -1)
+                probs = torch.softmax(self._allowed(logits, position).float() / temperature, -1)
                 choice = torch.multinomial(probs, 1, generator=rng).squeeze(1)  # (B,)
             tokens.append(choice[:, None])
             if position < length - 1:
@@ -294,8 +299,8 @@ def check_config(config: GANConfig) -> None:
         raise UserError("model.filter_sizes and model.num_filters must hold positive integers.")
     if config.min_length > config.max_length:
         raise UserError(f"model.min_length ({config.min_length}) cannot exceed model.max_length ({config.max_length}).")
-    if config.gumbel_temperature_max < 1 or config.disc_lr_scale <= 0:
-        raise UserError("model.gumbel_temperature_max must be ≥ 1 and model.disc_lr_scale > 0.")
+    if config.gumbel_temperature_max < 1 or config.disc_lr <= 0 or (config.adversarial_lr or 1) <= 0:
+        raise UserError("model.gumbel_temperature_max must be ≥ 1, and model.disc_lr and model.adversarial_lr > 0.")
 
 
 def build(config: GANConfig) -> TextGAN:

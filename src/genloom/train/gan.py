@@ -36,6 +36,7 @@ def phase_settings(run: RunConfig, model: TextGAN) -> list[tuple[str, Any, bool]
         ("discriminator", dataclasses.replace(cfg, epochs=c.disc_pretrain_epochs, max_steps=None, patience=None,
                                               warmup_steps=0), False),
         ("adversarial", dataclasses.replace(cfg, epochs=None, max_steps=c.adversarial_rounds * round_length,
+                                            lr=c.adversarial_lr or cfg.lr,
                                             eval_every=round_length * max(1, c.adversarial_rounds // 20),
                                             patience=None, warmup_steps=0), False),
     ]
@@ -69,7 +70,7 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None,
             summary[name] = read_json(phase_dir / "done.json")
             continue
         phase_dir.mkdir(parents=True, exist_ok=True)
-        model.phase = name
+        model.phase, model.phase_lr = name, phase_cfg.lr
         continuing = resume and (phase_dir / "state").is_dir()
         if name == "adversarial" and not continuing:
             model.rollout.load_state_dict(model.generator.state_dict())  # the rollouts start from the pretrained policy
