@@ -189,12 +189,15 @@ class TextGAN(nn.Module):
         completions by the rollout copy; for the whole sequence D's P(real) of it. All in [0, 1]."""
         count, length = samples.shape
         rewards = torch.zeros(count, length, device=samples.device)
+        was_training = self.discriminator.training
+        self.discriminator.eval()  # the judge scores without dropout (SeqGAN feeds keep probability 1)
         for t in range(1, length):
             completions = self.sample(count * self.config.rollouts, lm=self.rollout,
                                       prefix=samples[:, :t].repeat(self.config.rollouts, 1))
             scores = torch.sigmoid(self.discriminator(completions)).view(self.config.rollouts, count)
             rewards[:, t - 1] = scores.mean(0)
         rewards[:, -1] = torch.sigmoid(self.discriminator(samples))
+        self.discriminator.train(was_training)
         return rewards
 
     def policy_gradient_loss(self, samples: Tensor, rewards: Tensor) -> Tensor:

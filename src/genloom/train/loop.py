@@ -3,10 +3,11 @@
 A model only has to offer ``loss(batch, carry) -> LossOutput``; ``carry`` is
 whatever state the model wants back with the next batch (the recurrent state of
 truncated BPTT), detached between optimizer steps. A model may also offer
-``after_update()``, called after each optimizer step (its update counters). Everything else (optimizer,
-LR schedule, clipping, accumulation, bf16 autocast, evaluation and early
-stopping, NaN guard, progress bar, ``metrics.jsonl``, atomic snapshots, exact
-resume, curves PNG) lives here, once.
+``after_update()``, called after each optimizer step (its update counters), and
+``lr_scales()``, LR multipliers by parameter-name prefix. Everything else
+(optimizer, LR schedule, clipping, accumulation, bf16 autocast, evaluation and
+early stopping, NaN guard, progress bar, ``metrics.jsonl``, atomic snapshots,
+exact resume, curves PNG) lives here, once.
 """
 
 from __future__ import annotations
