@@ -54,6 +54,9 @@ def make_report(valid_batches: list[Batch], device: torch.device):
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
     """Run a VAE recipe end to end; the summary adds the test figures when ``data.test`` is given."""
     lm = prepare(run, resume, device)
+    if lm.start.model_config.aggressive and distributed.world_size() > 1:
+        raise UserError("aggressive encoder updates leave the decoder without gradients, which data-parallel "
+                        "training cannot average; train an aggressive VAE in one process.")
     report = make_report(lm.valid_batches, lm.device) if lm.valid_batches else None
     summary = build_and_fit(run, lm.start, lm.train_batches, lm.valid_batches, lm.device, resume, lm.description,
                             report=report)
