@@ -51,11 +51,11 @@ class GANConfig:
     with 100–200 filters each, dropout 0.25. ``disc_lr``: the discriminator's
     learning rate (SeqGAN: 1e-4, while the generator's is ``train.lr``, 1e-2).
     ``adversarial_lr``: the generator's learning rate in the adversarial phase
-    (default ``train.lr``; RelGAN uses 1e-4 for both players). The recipe: MLE pretraining for the recipe's ``train.epochs`` (or
-    ``train.max_steps``); then ``disc_pretrain_epochs`` epochs
-    of discriminator training on real text against fresh samples; then
-    ``adversarial_rounds`` rounds of ``generator_steps`` generator updates
-    followed by ``disc_steps`` discriminator minibatches.
+    (default ``train.lr``; RelGAN uses 1e-4 for both players). The recipe: MLE
+    pretraining for the recipe's ``train.epochs`` (or ``train.max_steps``); then
+    ``disc_pretrain_epochs`` epochs of discriminator training on real text against
+    fresh samples; then ``adversarial_rounds`` rounds of ``generator_steps``
+    generator updates followed by ``disc_steps`` discriminator minibatches.
     """
 
     vocab_size: int = 0

@@ -31,17 +31,16 @@ def phase_settings(run: RunConfig, model: TextGAN) -> list[tuple[str, Any, bool]
     """(phase, its TrainConfig, keep the best-validation weights) for each phase that trains anything."""
     c, cfg = model.config, run.train
     round_length = c.generator_steps + c.disc_steps
-    phases = [
-        ("mle", cfg, True),  # the recipe's own train.epochs / max_steps
-        ("discriminator", dataclasses.replace(cfg, epochs=c.disc_pretrain_epochs, max_steps=None, patience=None,
-                                              warmup_steps=0), False),
-        ("adversarial", dataclasses.replace(cfg, epochs=None, max_steps=c.adversarial_rounds * round_length,
-                                            lr=c.adversarial_lr or cfg.lr,
-                                            eval_every=round_length * max(1, c.adversarial_rounds // 20),
-                                            patience=None, warmup_steps=0), False),
-    ]
-    sizes = {"mle": 1, "discriminator": c.disc_pretrain_epochs, "adversarial": c.adversarial_rounds}
-    return [(name, phase_cfg, keep) for name, phase_cfg, keep in phases if sizes[name] > 0]
+    phases = [("mle", cfg, True)]  # the recipe's own train.epochs / max_steps (always at least one step)
+    if c.disc_pretrain_epochs > 0:
+        phases.append(("discriminator", dataclasses.replace(cfg, epochs=c.disc_pretrain_epochs, max_steps=None,
+                                                            patience=None, warmup_steps=0), False))
+    if c.adversarial_rounds > 0:  # evaluated about 20 times over the rounds
+        adversarial = dataclasses.replace(cfg, epochs=None, max_steps=c.adversarial_rounds * round_length,
+                                          lr=c.adversarial_lr or cfg.lr, patience=None, warmup_steps=0,
+                                          eval_every=round_length * max(1, c.adversarial_rounds // 20))
+        phases.append(("adversarial", adversarial, False))
+    return phases
 
 
 def train(run: RunConfig, resume: bool = False, device: str | None = None,
