@@ -21,7 +21,6 @@ these files): MLE BLEU-2 .731, self-BLEU-2 .916; SeqGAN BLEU-2 .745, self-BLEU-2
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import sys
 import time
@@ -34,10 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT, device_description, require_data, write_result  # noqa: E402
 
 import genloom  # noqa: E402
-from genloom.checkpoint import atomic_write, load_tensors  # noqa: E402
+from genloom.checkpoint import load_tensors  # noqa: E402
 from genloom.data.readers import read_lines  # noqa: E402
 from genloom.metrics import reference_bleu, self_bleu  # noqa: E402
 from genloom.train.loop import resolve_device  # noqa: E402
+from genloom.train.plot import pyplot, save_png  # noqa: E402
 
 PUBLISHED = {"texygen": {"mle": {"bleu2": 0.731, "self_bleu2": 0.916}, "seqgan": {"bleu2": 0.745, "self_bleu2": 0.950},
                          "source": "Texygen (Zhu et al. 2018), Image COCO table"}}
@@ -68,11 +68,7 @@ def curve(loaded, test: list[str]) -> list[dict[str, float]]:
 
 
 def plot(curves: dict[str, list[dict[str, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=110)
     for name, points in curves.items():
         ax.plot([p["self_bleu4"] for p in points], [p["bleu4"] for p in points], marker="o", label=name)
@@ -83,10 +79,7 @@ def plot(curves: dict[str, list[dict[str, float]]], path: Path) -> None:
     ax.set_title("Image COCO: quality–diversity over sampling temperature")
     ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write(path, buffer.getvalue())
+    save_png(fig, path)
 
 
 def main() -> int:

@@ -16,7 +16,6 @@ random 10.310, MLE 9.038, SeqGAN 8.736. Targets: MLE ≤ 9.04, SeqGAN ≤ 8.73.
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import sys
 import time
@@ -30,12 +29,13 @@ from common import RESULTS, ROOT, device_description, require_data, write_result
 
 import genloom  # noqa: E402
 from genloom.apps.seqgan_oracle import Oracle, as_text, from_words  # noqa: E402
-from genloom.checkpoint import atomic_write, load_tensors  # noqa: E402
+from genloom.checkpoint import load_tensors  # noqa: E402
 from genloom.config import apply_overrides, parse_run_config  # noqa: E402
 from genloom.data.tokenizers import Tokenizer  # noqa: E402
 from genloom.models.gan import TextGAN  # noqa: E402
 from genloom.train import gan  # noqa: E402
 from genloom.train.loop import resolve_device  # noqa: E402
+from genloom.train.plot import pyplot, save_png  # noqa: E402
 
 PUBLISHED = {"yu2017": {"random": 10.310, "mle": 9.038, "scheduled_sampling": 8.985, "pg_bleu": 8.946,
                         "seqgan": 8.736, "source": "Yu et al. 2017, SeqGAN, Table 1 (NLL-oracle)"}}
@@ -55,11 +55,7 @@ def nll_oracle(model: TextGAN, tokenizer: Tokenizer, oracle: Oracle, count: int)
 
 
 def plot_curves(points: list[tuple[str, float, float]], path: Path, pretrain_epochs: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for phase, colour in (("mle", "tab:blue"), ("adversarial", "tab:red")):
         xs = [x for p, x, _ in points if p == phase]
@@ -76,10 +72,7 @@ def plot_curves(points: list[tuple[str, float, float]], path: Path, pretrain_epo
     ax.set_title("SeqGAN oracle experiment")
     ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write(path, buffer.getvalue())
+    save_png(fig, path)
 
 
 def main() -> int:

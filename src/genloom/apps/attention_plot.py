@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from torch import Tensor
 
-from genloom.checkpoint import atomic_write
+from genloom.train.plot import pyplot, save_png
 
 
 def plot_attention(attention: Tensor, source_tokens: list[str], target_tokens: list[str], path: str | Path,
                    title: str = "") -> None:
     """Draw (T, S) ``attention``: one row per output token, one column per source token."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     weights = attention.detach().float().cpu().numpy()[: len(target_tokens), : len(source_tokens)]
     source_tokens = [_visible(t) for t in source_tokens]
     target_tokens = [_visible(t) for t in target_tokens]
@@ -32,10 +27,7 @@ def plot_attention(attention: Tensor, source_tokens: list[str], target_tokens: l
     ax.set_title(title or "attention")
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write(path, buffer.getvalue())
+    save_png(fig, path)
 
 
 def _visible(token: str) -> str:

@@ -4,15 +4,14 @@ shared decoding engine, so greedy, beam and sampling all apply."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genloom.api import LoadedModel
-from genloom.checkpoint import atomic_write
 from genloom.errors import UserError
+from genloom.train.plot import pyplot, save_png
 
 
 def sample(vae: LoadedModel, count: int, seed: int | None = None, **options: Any) -> list[str]:
@@ -53,11 +52,7 @@ def project_2d(points: torch.Tensor) -> torch.Tensor:
 def plot_latent(vae: LoadedModel, texts: list[str], path: str | Path, labels: int = 12) -> Path:
     """Write a PNG of the texts' posterior means projected to 2-D by PCA, coloured by sentence length,
     with ``labels`` of the sentences written next to their points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     means = [vae.to_latent(texts[i : i + 256])[0].float().cpu() for i in range(0, len(texts), 256)]
     points = project_2d(torch.cat(means)).numpy()  # (N, 2)
     lengths = [len(t.split()) for t in texts]
@@ -71,8 +66,4 @@ def plot_latent(vae: LoadedModel, texts: list[str], path: str | Path, labels: in
     ax.set_ylabel("principal component 2")
     ax.set_title(f"posterior means of {len(texts):,} sentences (PCA of {means[0].size(1)}-d z)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write(path, buffer.getvalue())
-    return Path(path)
+    return save_png(fig, path)

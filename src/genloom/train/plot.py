@@ -1,22 +1,38 @@
-"""The train/validation curves PNG drawn from ``metrics.jsonl`` at the end of a run."""
+"""PNG figures: matplotlib without a display, files written atomically, and the train/validation curves
+drawn from ``metrics.jsonl`` at the end of a run."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 from genloom.checkpoint import atomic_write
 
 
-def plot_curves(metrics_path: str | Path, png_path: str | Path, title: str = "") -> None:
-    """Draw train and validation loss against the optimizer step."""
-    import io
-
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display), imported when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_png(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG (temp file, fsync, rename, like every genloom file) and close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    pyplot().close(fig)
+    atomic_write(path, buffer.getvalue())
+    return Path(path)
+
+
+def plot_curves(metrics_path: str | Path, png_path: str | Path, title: str = "") -> None:
+    """Draw train and validation loss against the optimizer step."""
+    plt = pyplot()
     series: dict[str, tuple[list[int], list[float]]] = {}
     for line in Path(metrics_path).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
@@ -34,7 +50,4 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path, title: str = "")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write(png_path, buffer.getvalue())
+    save_png(fig, png_path)
