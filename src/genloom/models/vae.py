@@ -197,8 +197,9 @@ class TextVAE(nn.Module):
         k = self.config.aggressive_encoder_steps
         return self.training and bool(self.aggressive_phase) and int(self.updates) % (k + 1) != k
 
-    def elbo_terms(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
-        """One z per sentence from q(z|x): reconstruction NLL (B,), per-dimension KL (B, Z), posterior mean (B, Z)."""
+    def elbo_terms(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One z per sentence from q(z|x): reconstruction NLL (B,), per-dimension KL (B, Z), and the posterior's
+        mean (B, Z) and log-variance (B, Z)."""
         mean, logvar = self.posterior(batch.targets, batch.mask)  # (B, Z) each
         z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()  # (B, Z)
         inputs = self._word_dropout(batch.inputs)
@@ -207,11 +208,11 @@ class TextVAE(nn.Module):
                 reconstruction = -self.log_likelihood(inputs, batch.targets, batch.mask, z)
         else:
             reconstruction = -self.log_likelihood(inputs, batch.targets, batch.mask, z)
-        return reconstruction, gaussian_kl(mean, logvar), mean
+        return reconstruction, gaussian_kl(mean, logvar), mean, logvar
 
     def loss(self, batch: Batch, carry: Any = None) -> LossOutput:
         """−ELBO per token: (Σ reconstruction NLL + β·KL) / tokens; in evaluation β = 1 and no free bits."""
-        reconstruction, kl, _ = self.elbo_terms(batch)
+        reconstruction, kl, _, _ = self.elbo_terms(batch)
         if self.training:
             beta = kl_weight(self.config, int(self.updates))
             objective_kl = free_bits_kl(kl, self.config.free_bits, self.config.free_bits_per)
@@ -271,10 +272,10 @@ def importance_weighted_log_likelihood(model: TextVAE, batch: Batch, samples: in
 
 
 @torch.no_grad()
-def mutual_information(model: TextVAE, batch: Batch) -> float:
-    """I(x; z) under q, estimated on one batch (He et al. 2019): E_x E_q[log q(z|x)] − E_z[log q(z)],
-    with the aggregate posterior q(z) approximated by the batch's mixture."""
-    mean, logvar = model.posterior(batch.targets, batch.mask)  # (B, Z)
+def mutual_information(mean: Tensor, logvar: Tensor) -> float:
+    """I(x; z) under q, estimated on one batch of posteriors, mean and log-variance (B, Z) each (He et al.
+    2019): E_x E_q[log q(z|x)] − E_z[log q(z)], with the aggregate posterior q(z) approximated by the
+    batch's mixture."""
     size, dims = mean.shape
     neg_entropy = (-0.5 * dims * LOG_2PI - 0.5 * (1 + logvar).sum(-1)).mean()
     z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()  # (B, Z)
@@ -299,12 +300,12 @@ def latent_report(model: TextVAE, batches: Iterable[Batch], device: torch.device
     means = []
     for batch in batches:
         batch = batch.to(device)
-        batch_reconstruction, batch_kl, mean = model.elbo_terms(batch)
+        batch_reconstruction, batch_kl, mean, logvar = model.elbo_terms(batch)
         sentences += mean.size(0)
         tokens += batch.num_tokens
         reconstruction += float(batch_reconstruction.sum())
         kl += float(batch_kl.sum())
-        mi_weighted += mutual_information(model, batch) * mean.size(0)
+        mi_weighted += mutual_information(mean, logvar) * mean.size(0)
         means.append(mean.float().cpu())
         if iw_samples > 0:
             nll -= float(importance_weighted_log_likelihood(model, batch, iw_samples).sum())
