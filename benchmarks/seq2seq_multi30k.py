@@ -61,10 +61,8 @@ def earlier_results(quick: bool) -> dict:
     if not path.exists():
         return {}
     record = json.loads(path.read_text(encoding="utf-8"))
-    return {name: {"from_run": {"command": record["command"], "git_commit": record["git_commit"],
-                                "device": record["device"]}, **{k: v for k, v in r.items() if k != "from_run"}}
-            if "from_run" not in r else r
-            for name, r in record["results"].items()}
+    made_by = {"command": record["command"], "git_commit": record["git_commit"], "device": record["device"]}
+    return {name: r if "from_run" in r else {"from_run": made_by, **r} for name, r in record["results"].items()}
 
 
 def main() -> int:

@@ -125,14 +125,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def _texygen_bleu(n: int, references: Sequence[str] | None = None) -> sacrebleu.BLEU:
-    """Texygen's sentence BLEU in sacrebleu: whitespace tokens, uniform weights up to order ``n``, zero counts
-    floored at 0.1 (NLTK's method1); ``references`` are cached as every hypothesis's reference set."""
-    cached = [[r] for r in references] if references is not None else None
-    return sacrebleu.BLEU(tokenize="none", max_ngram_order=n, smooth_method="floor", smooth_value=0.1,
-                          effective_order=True, references=cached)
-
-
 def reference_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4) -> float:
     """Texygen's BLEU of generated text (0–1): the mean over hypotheses of each one's sentence BLEU against
     the whole reference set (every test sentence is a reference of every hypothesis).
@@ -145,7 +137,10 @@ def reference_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int 
     references = [r for r in references if r.strip()]
     if not hypotheses or not references:
         raise UserError("BLEU needs at least one hypothesis and one reference.")
-    metric = _texygen_bleu(n, references)  # the references' n-grams are counted once
+    # Texygen's sentence BLEU: whitespace tokens, uniform weights, zero counts floored at 0.1 (NLTK's method1);
+    # the whole reference set is cached once as the reference set of every hypothesis.
+    metric = sacrebleu.BLEU(tokenize="none", max_ngram_order=n, smooth_method="floor", smooth_value=0.1,
+                            effective_order=True, references=[[r] for r in references])
     return sum(metric.corpus_score([h], None).score for h in hypotheses) / (100.0 * len(hypotheses))
 
 
