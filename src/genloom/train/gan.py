@@ -16,15 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from genloom.checkpoint import load_tensors, read_json, save_tensors, write_json
 from genloom.config import RunConfig
 from genloom.errors import UserError
-from genloom.models.gan import TextGAN, build
+from genloom.models.gan import TextGAN
 from genloom.train import distributed
 from genloom.train.lm import prepare
 from genloom.train.loop import fit
+from genloom.train.runs import build_model
 
 
 def phase_settings(run: RunConfig, model: TextGAN) -> list[tuple[str, Any, bool]]:
@@ -50,17 +49,11 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None,
     lm = prepare(run, resume, device)
     if distributed.world_size() > 1:
         raise UserError("GAN recipes train in one process; launch them without torchrun.")
-    run_dir = lm.start.run_dir
-    torch.manual_seed(run.train.seed)
-    model = build(lm.start.model_config)
-    if run.data.max_length != model.config.max_length:
+    run_dir, config = lm.start.run_dir, lm.start.model_config
+    if run.data.max_length != config.max_length:
         raise UserError(f"data.max_length ({run.data.max_length}) must equal model.max_length "
-                        f"({model.config.max_length}): real and generated sequences must have the same length limit.")
-    if lm.start.initial_weights is not None:
-        model.load_state_dict(lm.start.initial_weights)
-    model.to(lm.device)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"gan ({model.config.objective}): {params:,} parameters, {lm.description}, device {lm.device}")
+                        f"({config.max_length}): real and generated sequences must have the same length limit.")
+    model = build_model(run, lm.start, lm.device, f"objective {config.objective}, {lm.description}")
     summary: dict[str, Any] = {}
     for name, phase_cfg, keep_best in phase_settings(run, model):
         phase_dir = run_dir / "phases" / name

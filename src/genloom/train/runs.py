@@ -141,11 +141,8 @@ def epoch_batches(make: Callable[[torch.Generator], list[Batch]], seed: int) -> 
     return batches
 
 
-def build_and_fit(run: RunConfig, start: RunStart, train_batches: Callable[[int], list[Batch]],
-                  valid_batches: list[Batch] | None, device: torch.device, resume: bool,
-                  description: str, report: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> dict[str, Any]:
-    """Build the family's model (seeded, or from the fine-tuning weights), say what is trained, run the loop
-    (``report``: the family's own figures at every evaluation, see ``fit``)."""
+def build_model(run: RunConfig, start: RunStart, device: torch.device, description: str) -> torch.nn.Module:
+    """Build the family's model (seeded, or from the fine-tuning weights) on ``device`` and say what is trained."""
     torch.manual_seed(run.train.seed)
     model = FAMILIES[run.family].build(start.model_config)
     if start.initial_weights is not None:
@@ -155,6 +152,15 @@ def build_and_fit(run: RunConfig, start: RunStart, train_batches: Callable[[int]
     if distributed.rank() == 0:
         processes = f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""
         print(f"{run.family}: {params:,} parameters, {description}, device {device}{processes}")
+    return model
+
+
+def build_and_fit(run: RunConfig, start: RunStart, train_batches: Callable[[int], list[Batch]],
+                  valid_batches: list[Batch] | None, device: torch.device, resume: bool,
+                  description: str, report: Callable[[torch.nn.Module], dict[str, float]] | None = None) -> dict[str, Any]:
+    """Build the model (``build_model``) and run the loop (``report``: the family's own figures at every
+    evaluation, see ``fit``)."""
+    model = build_model(run, start, device, description)
     valid = (lambda: valid_batches) if valid_batches else None
     return fit(model, train_batches, valid, run.train, start.run_dir, device, resume=resume, title=run.family,
                report=report)
