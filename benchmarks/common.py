@@ -10,14 +10,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The staged corpora: ../shared/data beside the checkout, or wherever GENLOOM_SHARED_DATA points.
+SHARED_DATA = Path(os.environ.get("GENLOOM_SHARED_DATA") or ROOT.parent / "shared" / "data")
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def require_data(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_dir():
-        sys.exit(f"this benchmark needs the staged corpus {path} (see ../shared/data/README.md).")
+        sys.exit(f"this benchmark needs the staged corpus {path} (see ../shared/data/README.md; "
+                 "GENLOOM_SHARED_DATA names another folder of corpora).")
     return path
 
 
@@ -44,3 +46,13 @@ def write_result(name: str, quick: bool, record: dict) -> Path:
     record = {"benchmark": name, "command": " ".join(["python"] + sys.argv), "git_commit": git_commit(), **record}
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def earlier_results(name: str, quick: bool) -> dict:
+    """The models in the last ``<name>.json`` (a run may train only some), each marked with the run that made it."""
+    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text(encoding="utf-8"))
+    made_by = {"command": record["command"], "git_commit": record["git_commit"], "device": record["device"]}
+    return {model: r if "from_run" in r else {"from_run": made_by, **r} for model, r in record["results"].items()}

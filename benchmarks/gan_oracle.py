@@ -79,6 +79,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
     parser.add_argument("--quick", action="store_true", help="a few epochs and rounds; writes gan_oracle_quick.json")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="auto: bf16 autocast on CUDA, fp32 on CPU")
     args = parser.parse_args()
     data = require_data("seqgan_oracle")
     device = str(resolve_device(args.device))
@@ -93,7 +95,8 @@ def main() -> int:
 
     recipe = yaml.safe_load((ROOT / "configs" / "seqgan_oracle.yaml").read_text(encoding="utf-8"))
     out_dir = ROOT / "runs" / "bench_gan_oracle"
-    overrides = [f"out_dir={out_dir}", f"data.train={prepared / 'train.txt'}", f"data.valid={prepared / 'valid.txt'}"]
+    overrides = [f"out_dir={out_dir}", f"data.train={prepared / 'train.txt'}", f"data.valid={prepared / 'valid.txt'}",
+                 f"train.precision={args.precision}"]
     if args.quick:
         overrides += ["train.epochs=5", "model.disc_pretrain_epochs=1", "model.adversarial_rounds=5"]
     recipe = apply_overrides(recipe, overrides)

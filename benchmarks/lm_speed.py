@@ -135,7 +135,8 @@ def main() -> int:
                 "batch 1 and 32; ratio = genloom / transformers")
     if args.quick:
         protocol = "QUICK RUN (3 training steps, 64 new tokens): " + protocol
-    path = write_result("lm_speed", args.quick, {"device": device_description(str(device)),
+    # CPU and GPU figures are kept side by side: lm_speed.json and lm_speed_cuda.json.
+    path = write_result("lm_speed" if device.type == "cpu" else f"lm_speed_{device.type}", args.quick, {"device": device_description(str(device)),
                                                   "wall_s": round(time.time() - started, 1), "protocol": protocol,
                                                   "results": results, "published": {},
                                                   "target": {"cpu": "train ratio >= 1.0, generation ratios >= 2.0"}})
@@ -144,6 +145,9 @@ def main() -> int:
         if key in results["transformers"]:
             print(f"{key:<22}{results['genloom'][key]:>12,.0f}{results['transformers'][key]:>14,.0f}"
                   f"{ratios[key.replace('_tokens_per_s', '')]:>8.2f}")
+    if "mfu" in results["genloom"]:
+        print(f"model FLOPs utilisation (training, bf16, peak {args.peak_tflops:g} TFLOP/s): "
+              f"{100 * results['genloom']['mfu']:.1f}%")
     print(f"written: {path}")
     return 0
 

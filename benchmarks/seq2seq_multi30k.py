@@ -15,14 +15,13 @@ seq2seq_multi30k_quick.json.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, device_description, require_data, write_result  # noqa: E402
+from common import ROOT, device_description, earlier_results, require_data, write_result  # noqa: E402
 
 import genloom  # noqa: E402
 from genloom.data.readers import read_parallel  # noqa: E402
@@ -55,16 +54,6 @@ def run_model(name: str, data: Path, device: str, quick: bool) -> dict:
             "decode_wall_s": round(time.time() - start, 1), "steps": summary["steps"]}
 
 
-def earlier_results(quick: bool) -> dict:
-    """The models of the last run that this run leaves out, kept with the command and commit that made them."""
-    path = RESULTS / f"seq2seq_multi30k{'_quick' if quick else ''}.json"
-    if not path.exists():
-        return {}
-    record = json.loads(path.read_text(encoding="utf-8"))
-    made_by = {"command": record["command"], "git_commit": record["git_commit"], "device": record["device"]}
-    return {name: r if "from_run" in r else {"from_run": made_by, **r} for name, r in record["results"].items()}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=list(RECIPES), default=list(RECIPES))
@@ -75,7 +64,7 @@ def main() -> int:
     device = str(resolve_device(args.device))
     start = time.time()
     results = {name: run_model(name, data, device, args.quick) for name in args.models}
-    for name, earlier in earlier_results(args.quick).items():
+    for name, earlier in earlier_results("seq2seq_multi30k", args.quick).items():
         results.setdefault(name, earlier)
     protocol = ("Multi30k task 1 De→En, raw cased text, joint unigram tokenizer (8k); test_2016_flickr (1,000 "
                 "sentences); beam 5, length penalty 1.0; detokenized output vs raw references, sacreBLEU corpus BLEU "
