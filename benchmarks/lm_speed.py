@@ -5,7 +5,7 @@
 Both models are built in this process from one random GPT-2 configuration (6 layers, width 384,
 6 heads, context 512, vocabulary 8,192) and hold the same weights (ours are exported to the
 GPT-2 layout and loaded by transformers). Training: tokens/s of forward + backward + AdamW steps
-on batches of 8 × 256 tokens. Generation: tokens/s of greedy decoding of 256 new tokens after a
+on batches of 8 × 256 tokens (``--train-batch`` sets the 8). Generation: tokens/s of greedy decoding of 256 new tokens after a
 16-token prompt, batch 1 and batch 32, each with its KV cache (ours through genloom's decoding
 engine, theirs through ``generate``). Each ratio is ours over theirs (higher is better); targets on
 CPU: training ≥ 1.0×, generation ≥ 2×. On a GPU it also prints model FLOPs utilisation
@@ -97,6 +97,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
     parser.add_argument("--quick", action="store_true", help="fewer steps; writes lm_speed_quick.json")
+    parser.add_argument("--train-batch", type=int, default=8, help="sequences of 256 tokens a training step")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100/H200: 989)")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -116,7 +117,7 @@ def main() -> int:
 
     results = {}
     for name, model, forward in (("genloom", ours, ours_forward), ("transformers", theirs, theirs_forward)):
-        results[name] = {"train_tokens_per_s": round(training_speed(model, forward, device, steps), 1)}
+        results[name] = {"train_tokens_per_s": round(training_speed(model, forward, device, steps, args.train_batch), 1)}
         model.eval()
     for batch in (1, 32):
         for name, fn in (("genloom", ours_generate), ("transformers", theirs_generate)):
@@ -130,7 +131,8 @@ def main() -> int:
         flops_per_token = 6 * params + 12 * CONFIG.num_layers * CONFIG.num_heads * (CONFIG.dim // CONFIG.num_heads) * 256
         results["genloom"]["mfu"] = round(results["genloom"]["train_tokens_per_s"] * flops_per_token
                                           / (args.peak_tflops * 1e12), 4)
-    protocol = ("same config and weights in one process; training fwd+bwd+AdamW on 8x256 tokens "
+    protocol = ("same config and weights in one process; training fwd+bwd+AdamW on "
+                f"{args.train_batch}x256 tokens "
                 f"({steps} timed steps after 2 warm-up); greedy generation of 256 new tokens after 16, KV cache, "
                 "batch 1 and 32; ratio = genloom / transformers")
     if args.quick:
