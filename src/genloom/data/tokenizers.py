@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
 from genloom.errors import UserError
@@ -160,6 +160,9 @@ def _train_bpe(texts: list[str], vocab_size: int, min_frequency: int) -> HFToken
 
 def _train_unigram(texts: list[str], vocab_size: int, min_frequency: int) -> HFTokenizer:
     hf = HFTokenizer(models.Unigram())
+    # SentencePiece's convention: "▁" (U+2581) marks a space inside pieces, so a literal "▁" in the text
+    # can only be read as a space; saying so up front keeps it from becoming <unk> or vanishing.
+    hf.normalizer = normalizers.Replace("\u2581", " ")
     hf.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
     hf.decoder = decoders.Metaspace(prepend_scheme="first")
     trainer = trainers.UnigramTrainer(
