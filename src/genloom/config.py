@@ -39,6 +39,9 @@ class DataConfig:
 
     ``random_offset`` (stream batching) starts each training epoch's stream at a
     random token below ``bptt``, so windows fall at new places every epoch.
+    ``shuffle_windows`` (stream batching) batches each training epoch's windows in
+    a random order instead of as parallel streams: no recurrent state carries
+    over, which suits a GPT (nanoGPT's random windows); validation stays in order.
 
     Sequence-to-sequence data is either two line-aligned files per split
     (``train`` the sources, ``train_target`` the targets; likewise valid, test),
@@ -56,6 +59,7 @@ class DataConfig:
     lowercase: bool = False
     valid_fraction: float = 0.0
     random_offset: bool = False
+    shuffle_windows: bool = False
     train_target: str | None = None
     valid_target: str | None = None
     test_target: str | None = None

@@ -1,6 +1,6 @@
 import torch
 
-from genloom.data.batching import bucket_indices, pad, sentence_batches, stream_batches
+from genloom.data.batching import bucket_indices, pad, sentence_batches, stream_batches, window_batches
 
 
 def test_stream_rows_continue_across_batches():
@@ -13,6 +13,19 @@ def test_stream_rows_continue_across_batches():
     assert row0.tolist() == list(range(20))
     assert torch.equal(batches[0].targets, batches[0].inputs + 1)
     assert batches[1].inputs[1, 0] == 27  # row 1 resumes where its previous window ended
+
+
+def test_window_batches_use_every_window_once_in_a_seeded_order():
+    ids = torch.arange(41)  # 10 windows of 4, targets shifted by one
+    batches = window_batches(ids, batch_size=3, bptt=4, generator=torch.Generator().manual_seed(0))
+    assert [b.inputs.shape for b in batches] == [(3, 4)] * 3 + [(1, 4)]
+    starts = sorted(int(row[0]) for b in batches for row in b.inputs)
+    assert starts == list(range(0, 40, 4))
+    assert all(torch.equal(b.targets, b.inputs + 1) and not b.continues for b in batches)
+    again = window_batches(ids, batch_size=3, bptt=4, generator=torch.Generator().manual_seed(0))
+    other = window_batches(ids, batch_size=3, bptt=4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(batches[0].inputs, again[0].inputs)
+    assert not all(torch.equal(a.inputs, b.inputs) for a, b in zip(batches, other))
 
 
 def test_pad_and_masks():

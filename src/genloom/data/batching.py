@@ -70,6 +70,37 @@ def stream_batches(ids: Tensor, batch_size: int, bptt: int) -> list[Batch]:
     return batches
 
 
+def window_batches(ids: Tensor, batch_size: int, bptt: int, generator: torch.Generator) -> list[Batch]:
+    """Cut one long id stream into ``bptt``-long windows and batch them in a random order.
+
+    Every window is used once per pass, and a batch holds windows from all over
+    the corpus (nanoGPT samples its batches this way, with replacement), so
+    consecutive batches are not neighbouring text. No state carries over: for
+    models that see each window alone, such as a GPT.
+
+    Args:
+        ids: (N,) the whole corpus, each text followed by EOS.
+        batch_size: windows per batch B.
+        bptt: window length T.
+        generator: draws the order.
+
+    Returns:
+        Batches with inputs/targets (B, T); the last batch may hold fewer windows.
+    """
+    count = (ids.numel() - 1) // bptt
+    if count < 1:
+        raise ValueError(f"a stream of {ids.numel()} tokens is shorter than one window of {bptt}.")
+    inputs = ids[: count * bptt].view(count, bptt)  # (W, T)
+    targets = ids[1 : count * bptt + 1].view(count, bptt)  # (W, T)
+    order = torch.randperm(count, generator=generator)
+    batches = []
+    for start in range(0, count, batch_size):
+        rows = order[start : start + batch_size]
+        y = targets[rows]
+        batches.append(Batch(inputs[rows], y, torch.ones_like(y, dtype=torch.bool)))
+    return batches
+
+
 def pad(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Right-pad sequences into (B, T_max) ids and a (B, T_max) bool mask of real positions."""
     longest = max(len(s) for s in sequences)

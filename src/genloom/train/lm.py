@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from genloom.config import DataConfig, RunConfig, from_dict
-from genloom.data.batching import Batch, sentence_batches, stream_batches
+from genloom.data.batching import Batch, sentence_batches, stream_batches, window_batches
 from genloom.data.readers import read_corpus
 from genloom.data.tokenizers import Tokenizer
 from genloom.errors import UserError
@@ -48,6 +48,8 @@ def lm_batches(ids: list[list[int]], tokenizer: Tokenizer, data: DataConfig, bat
         if data.random_offset and generator is not None:
             stream = stream[int(torch.randint(0, bptt, (1,), generator=generator)) :]
         try:
+            if data.shuffle_windows and generator is not None:
+                return window_batches(stream, batch_size, bptt, generator)
             return stream_batches(stream, batch_size, bptt)
         except ValueError as error:
             raise UserError(f"the text is too short to batch: {error}") from None
