@@ -56,6 +56,9 @@ class GANConfig:
     ``disc_pretrain_epochs`` epochs of discriminator training on real text against
     fresh samples; then ``adversarial_rounds`` rounds of ``generator_steps``
     generator updates followed by ``disc_steps`` discriminator minibatches.
+    ``mle_weights``: the pretrained generator that the later phases start from,
+    ``best`` (lowest validation loss) or ``last`` (after the last MLE epoch, as
+    SeqGAN and Texygen pretrain: a fixed number of epochs, no early stopping).
     """
 
     vocab_size: int = 0
@@ -79,6 +82,7 @@ class GANConfig:
     adversarial_rounds: int = 200
     generator_steps: int = 1
     disc_steps: int = 5
+    mle_weights: Literal["best", "last"] = "best"
 
 
 def gumbel_softmax(logits: Tensor, beta: float, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

@@ -27,16 +27,22 @@ from genloom.train.runs import build_model
 
 
 def phase_settings(run: RunConfig, model: TextGAN) -> list[tuple[str, Any, bool]]:
-    """(phase, its TrainConfig, keep the best-validation weights) for each phase that trains anything."""
+    """(phase, its TrainConfig, keep the best-validation weights) for each phase that trains anything.
+
+    ``train.schedule`` shapes the MLE pretraining only; the discriminator and adversarial phases keep their
+    learning rates constant, as SeqGAN and RelGAN do.
+    """
     c, cfg = model.config, run.train
     round_length = c.generator_steps + c.disc_steps
-    phases = [("mle", cfg, True)]  # the recipe's own train.epochs / max_steps (always at least one step)
+    phases = [("mle", cfg, c.mle_weights == "best")]  # the recipe's own train.epochs / max_steps (at least one step)
     if c.disc_pretrain_epochs > 0:
         phases.append(("discriminator", dataclasses.replace(cfg, epochs=c.disc_pretrain_epochs, max_steps=None,
-                                                            patience=None, warmup_steps=0), False))
+                                                            patience=None, warmup_steps=0, schedule="constant"),
+                       False))
     if c.adversarial_rounds > 0:  # evaluated about 20 times over the rounds
         adversarial = dataclasses.replace(cfg, epochs=None, max_steps=c.adversarial_rounds * round_length,
                                           lr=c.adversarial_lr or cfg.lr, patience=None, warmup_steps=0,
+                                          schedule="constant",
                                           eval_every=round_length * max(1, c.adversarial_rounds // 20))
         phases.append(("adversarial", adversarial, False))
     return phases
