@@ -120,7 +120,8 @@ def main() -> int:
     picture = RESULTS / f"gan_coco{'_quick' if args.quick else ''}.png"
     plot(curves, picture)
     protocol = ("Image COCO (Texygen files): train image_coco.txt (5% held out for validation), references "
-                "test_coco.txt (10,000); 1,000 samples at temperature 1; BLEU-n: mean sentence BLEU of each sample "
+                "test_coco.txt (10,000); MLE = the generator that pretraining leaves (configs/gan_coco.yaml "
+                "model.mle_weights), which the GANs also start from; 1,000 samples at temperature 1; BLEU-n: mean sentence BLEU of each sample "
                 "against all test captions (whitespace tokens, uniform weights, zero counts floored at 0.1 = NLTK "
                 "method1); self-BLEU-n: the first 500 samples, each against the other 499 (never itself); NLL-gen: "
                 "generator NLL of the test captions, nats per token incl. the end token; curve: 500 samples per "
