@@ -91,7 +91,10 @@ class TrainConfig:
     needed). LR schedule: ``warmup_steps`` of linear warm-up, then ``constant``,
     ``linear`` or ``cosine`` decay to ``min_lr_ratio * lr``, or ``step``: multiply
     the LR by ``lr_decay`` at the start of every epoch after ``lr_decay_start``
-    epochs (the Zaremba et al. recipe). ``grad_accum`` micro-batches make one
+    epochs (the Zaremba et al. recipe), or ``plateau``: multiply it by ``lr_decay``
+    whenever ``plateau_patience`` evaluations in a row bring no improvement
+    (PyTorch's ReduceLROnPlateau; Texar's VAE recipe); ``max_plateaus`` ends the
+    run at that many cuts. ``grad_accum`` micro-batches make one
     optimizer step. Evaluation on the validation split every ``eval_every`` steps
     and at each epoch end; ``patience`` evaluations without improvement stop the
     run early. ``device: auto`` picks CUDA when present; ``precision: auto`` uses
@@ -105,11 +108,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     momentum: float = 0.0
-    schedule: Literal["constant", "linear", "cosine", "step"] = "cosine"
+    schedule: Literal["constant", "linear", "cosine", "step", "plateau"] = "cosine"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
     lr_decay: float = 0.5
     lr_decay_start: int = 4
+    plateau_patience: int = 2
+    max_plateaus: int | None = None
     epochs: int | None = None
     max_steps: int | None = None
     batch_size: int = 32

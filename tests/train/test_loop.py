@@ -123,6 +123,27 @@ def test_learning_rate_schedules():
     assert learning_rate(cosine, 5, 10, 0) == pytest.approx(0.55)
     step = TrainConfig(lr=20.0, schedule="step", lr_decay=0.5, lr_decay_start=4)
     assert [learning_rate(step, 0, 100, e) for e in range(6)] == [20.0, 20.0, 20.0, 20.0, 10.0, 5.0]
+    plateau = TrainConfig(lr=0.001, schedule="plateau", lr_decay=0.5)
+    assert [learning_rate(plateau, 50, 100, 3, cuts) for cuts in range(3)] == [0.001, 0.0005, 0.00025]
+
+
+def test_the_plateau_schedule_cuts_the_lr_after_evaluations_without_improvement(tmp_path):
+    recipe = tiny_recipe(tmp_path, max_steps=40, eval_every=1, log_every=1, lr=2.0, optimizer="sgd", grad_clip=None,
+                         schedule="plateau", plateau_patience=2, lr_decay=0.5)
+    genloom.train(recipe)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    best, since, cuts, expected = float("inf"), 0, 0, {}
+    for r in records:  # replay the rule on the logged validation losses
+        if r["split"] == "valid":
+            best, since = (r["loss"], 0) if r["loss"] < best else (best, since + 1)
+            if since >= 2:
+                cuts, since = cuts + 1, 0
+            expected[r["step"] + 1] = 2.0 * 0.5 ** cuts  # the LR of the next step
+    lrs = {r["step"]: r["lr"] for r in records if r["split"] == "train"}
+    assert cuts > 0 and all(lrs[step] == pytest.approx(lr) for step, lr in expected.items() if step in lrs)
+    recipe = tiny_recipe(tmp_path / "capped", max_steps=40, eval_every=1, lr=2.0, optimizer="sgd", grad_clip=None,
+                         schedule="plateau", plateau_patience=2, lr_decay=0.5, max_plateaus=1)
+    assert genloom.train(recipe)["steps"] < 40  # stops at the first plateau
 
 
 def test_fine_tuning_starts_from_the_source_weights_and_tokenizer(trained_run, tmp_path):

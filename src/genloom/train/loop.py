@@ -193,7 +193,10 @@ def fit(
     epochs = cfg.epochs if cfg.epochs is not None else math.ceil(cfg.max_steps / steps_per_epoch)
     total_steps = min(cfg.max_steps or epochs * steps_per_epoch, epochs * steps_per_epoch)
     eval_every = cfg.eval_every or steps_per_epoch
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "carry": None}
+    # plateaus / since_plateau: the LR cuts of the plateau schedule, and the evaluations without improvement
+    # since the last improvement or cut.
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "carry": None,
+                             "plateaus": 0, "since_plateau": 0}
     metrics_path = run_dir / "metrics.jsonl"
 
     if resume:
@@ -207,7 +210,7 @@ def fit(
             raise UserError(f"{run_dir} was trained by {saved.get('world_size', 1)} processes; resume it with as many.")
         per_rank = saved["per_rank"][rank] if world > 1 else {"rng": saved["rng"], "carry": saved["carry"]}
         set_rng_state(per_rank["rng"])
-        state = {key: saved[key] for key in state}
+        state = {key: saved.get(key, value) for key, value in state.items()}  # older snapshots lack the plateaus
         state["carry"] = _to_device(per_rank["carry"], device)
         if main:
             _truncate_metrics(metrics_path, state["step"])
@@ -235,11 +238,11 @@ def fit(
             with open(metrics_path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
 
-    def run_eval() -> bool:
-        """Evaluate, keep the best weights, and say whether patience ran out."""
+    def run_eval() -> str | None:
+        """Evaluate, keep the best weights, and say why training should stop (patience or plateaus), if it should."""
         if valid_batches is None:
             snapshot()
-            return False
+            return None
         result = evaluate(model, valid_batches(), device, cfg.precision)
         extra = {}
         if report is not None:
@@ -248,9 +251,13 @@ def fit(
         log({"step": state["step"], "epoch": state["epoch"], "split": "valid", **result, **extra})
         improved = state["best"] is None or result["loss"] < state["best"]
         if improved:
-            state["best"], state["bad_evals"] = result["loss"], 0
+            state["best"], state["bad_evals"], state["since_plateau"] = result["loss"], 0, 0
         else:
             state["bad_evals"] += 1
+            state["since_plateau"] += 1
+        plateau = cfg.schedule == "plateau" and state["since_plateau"] >= cfg.plateau_patience
+        if plateau:
+            state["plateaus"], state["since_plateau"] = state["plateaus"] + 1, 0
         if main and (improved or not keep_best):
             save_tensors(run_dir / "model.safetensors", model.state_dict())
         snapshot()
@@ -258,7 +265,13 @@ def fit(
                           for key, value in extra.items())
         bar.write(f"step {state['step']}: valid loss {result['loss']:.4f}, perplexity {result['perplexity']:.2f}"
                   + figures + ("" if improved else f" (no improvement {state['bad_evals']}/{cfg.patience or '∞'})"))
-        return cfg.patience is not None and state["bad_evals"] >= cfg.patience
+        if plateau and cfg.max_plateaus is not None and state["plateaus"] >= cfg.max_plateaus:
+            return f"early stop: validation plateau number {state['plateaus']} (train.max_plateaus)."
+        if plateau:
+            bar.write(f"validation plateau: the learning rate is now {cfg.lr * cfg.lr_decay ** state['plateaus']:.3g}")
+        if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
+            return f"early stop: no validation improvement in {cfg.patience} evaluations."
+        return None
 
     model.train()
     start = time.time()
@@ -300,7 +313,7 @@ def fit(
                 if micro < cfg.grad_accum and index + 1 < len(batches):
                     continue
                 micro = 0
-                lr = learning_rate(cfg, state["step"], total_steps, state["epoch"])
+                lr = learning_rate(cfg, state["step"], total_steps, state["epoch"], state["plateaus"])
                 grad_norm = optimizer_step(model, optimizer, lr, cfg.grad_clip)
                 if after_update is not None:
                     after_update()
@@ -322,8 +335,9 @@ def fit(
                 if state["step"] >= total_steps:
                     stop = True
                 if state["step"] % eval_every == 0 or epoch_done or stop:
-                    if run_eval():
-                        bar.write(f"early stop: no validation improvement in {cfg.patience} evaluations.")
+                    reason = run_eval()
+                    if reason:
+                        bar.write(reason)
                         stop = True
                 if stop or epoch_done:
                     break

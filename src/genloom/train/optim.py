@@ -36,12 +36,14 @@ def build_optimizer(named_params: Iterable[tuple[str, nn.Parameter]], cfg: Train
     return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
-def learning_rate(cfg: TrainConfig, step: int, total_steps: int, epoch: int) -> float:
-    """The LR for optimizer step ``step`` (0-based) of ``total_steps``, during epoch ``epoch`` (0-based).
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int, epoch: int, plateaus: int = 0) -> float:
+    """The LR for optimizer step ``step`` (0-based) of ``total_steps``, during epoch ``epoch`` (0-based), after
+    ``plateaus`` validation plateaus.
 
     Linear warm-up over ``warmup_steps``, then the schedule: ``constant``;
     ``linear`` or ``cosine`` decay to ``min_lr_ratio * lr`` at ``total_steps``;
-    ``step``: ``lr * lr_decay ** max(0, epoch + 1 - lr_decay_start)``.
+    ``step``: ``lr * lr_decay ** max(0, epoch + 1 - lr_decay_start)``;
+    ``plateau``: ``lr * lr_decay ** plateaus`` (the loop counts the plateaus).
 
     Example:
         >>> cfg = TrainConfig(lr=1.0, schedule="linear", warmup_steps=2)
@@ -52,6 +54,8 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int, epoch: int) -> 
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return cfg.lr
+    if cfg.schedule == "plateau":
+        return cfg.lr * cfg.lr_decay ** plateaus
     if cfg.schedule == "step":
         return cfg.lr * cfg.lr_decay ** max(0, epoch + 1 - cfg.lr_decay_start)
     span = max(1, total_steps - cfg.warmup_steps)
