@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Every GPU benchmark at once on one CUDA device, each with a deadline, for a GPU lent for a few minutes.
+# GPU benchmarks at once on one CUDA device, each with a deadline, for a GPU lent for a few minutes.
 #
-#   bash benchmarks/gpu_all.sh OUT_DIR [SECONDS]
+#   bash benchmarks/gpu_all.sh OUT_DIR [SECONDS] [JOB ...]
 #
-# The jobs share the GPU (each is small and launch-bound, so they barely slow one another):
-#   1. shakespeare_char.py --gpu-recipe (nanoGPT's 6x384 model, torch.compile, bf16), then lm_speed.py (with MFU);
-#   2. vae_ptb.py --models vae (batch 64), 3. vae_ptb.py --models lstm_lm (batch 64);
-#   4. gan_oracle.py (the full SeqGAN oracle recipe).
+# JOBs (default: all of them), all started together on the same GPU (each is small and launch-bound, so they
+# barely slow one another):
+#   shakespeare  shakespeare_char.py --gpu-recipe (nanoGPT's 6x384 model, torch.compile, bf16), then lm_speed
+#   vae          vae_ptb.py --models vae --batch-size 64          vae_lm   the same-size LSTM LM (--models lstm_lm)
+#   gan_oracle   gan_oracle.py (the whole SeqGAN oracle recipe)   gan_coco gan_coco.py (MLE, SeqGAN, Gumbel GAN)
 # A job past its deadline is stopped; a stopped VAE or LM run is then scored from its best weights so far with
-# `genloom evaluate` (marked PARTIAL in the log). SECONDS (default 540) is the whole budget. Results JSON/PNG,
+# `genloom evaluate` (marked PARTIAL in its log). SECONDS (default 540) is the whole budget. The results JSON/PNG,
 # the runs' metrics.jsonl and each job's log end up in OUT_DIR/results.tar.gz; the logs also in OUT_DIR.
-# Corpora: GENLOOM_SHARED_DATA, else ../shared/data.
+# Corpora: GENLOOM_SHARED_DATA, else ../shared/data. GENLOOM_DEVICE=cpu tries the script without a GPU.
 set -u
-out=${1:?usage: gpu_all.sh OUT_DIR [SECONDS]}
+out=${1:?usage: gpu_all.sh OUT_DIR [SECONDS] [JOB ...]}
 budget=${2:-540}
-device=${GENLOOM_DEVICE:-cuda}  # GENLOOM_DEVICE=cpu tries the script without a GPU
+shift $(( $# >= 2 ? 2 : 1 ))
+jobs_wanted=${*:-shakespeare vae vae_lm gan_oracle gan_coco}
+device=${GENLOOM_DEVICE:-cuda}
 mkdir -p "$out" runs
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 start=$(date +%s)
 left() { echo $(( budget - ($(date +%s) - start) )); }
+until_end_minus() { local s=$(( budget - $1 )); echo $(( s > 10 ? s : 10 )); }  # a deadline, at least 10 s
+wanted() { [[ " $jobs_wanted " == *" $1 "* ]]; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" 2>&1
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" \
     >> "$out/gpu.txt" 2>&1
@@ -31,17 +36,35 @@ scored_partial() {  # NAME RUN_DIR SECONDS [evaluate options]: score a stopped r
         --json --device "$device" "$@"
 }
 
-( timeout $(( budget * 5 / 9 )) python3 benchmarks/shakespeare_char.py --device "$device" --gpu-recipe
-  limit=$(( $(left) - 30 )); timeout $(( limit > 10 ? limit : 10 )) python3 benchmarks/lm_speed.py --device "$device" ) > "$out/lm.log" 2>&1 &
-( timeout $(( budget - 120 )) python3 benchmarks/vae_ptb.py --device "$device" --models vae --batch-size 64 --precision fp32 \
-  || scored_partial vae runs/bench_vae_ptb_vae 100 --iw-samples 500 ) > "$out/vae.log" 2>&1 &
-( timeout $(( budget - 200 )) python3 benchmarks/vae_ptb.py --device "$device" --models lstm_lm --batch-size 64 --precision fp32 \
-  || scored_partial lstm_lm runs/bench_vae_ptb_lstm_lm 60 ) > "$out/vae_lm.log" 2>&1 &
-( timeout $(( budget - 20 )) python3 benchmarks/gan_oracle.py --device "$device" --precision fp32 ) > "$out/gan.log" 2>&1 &
+pids=()
+if wanted shakespeare; then
+    ( timeout $(( budget * 5 / 9 )) python3 benchmarks/shakespeare_char.py --device "$device" --gpu-recipe
+      limit=$(( $(left) - 30 )); timeout $(( limit > 10 ? limit : 10 )) python3 benchmarks/lm_speed.py --device "$device" \
+          --train-batch 32 ) > "$out/lm.log" 2>&1 &
+    pids+=($!)
+fi
+if wanted vae; then
+    ( timeout $(until_end_minus 120) python3 benchmarks/vae_ptb.py --device "$device" --models vae --batch-size 64 \
+          --precision fp32 || scored_partial vae runs/bench_vae_ptb_vae 100 --iw-samples 500 ) > "$out/vae.log" 2>&1 &
+    pids+=($!)
+fi
+if wanted vae_lm; then
+    ( timeout $(until_end_minus 200) python3 benchmarks/vae_ptb.py --device "$device" --models lstm_lm --batch-size 64 \
+          --precision fp32 || scored_partial lstm_lm runs/bench_vae_ptb_lstm_lm 60 ) > "$out/vae_lm.log" 2>&1 &
+    pids+=($!)
+fi
+if wanted gan_oracle; then
+    ( timeout $(until_end_minus 20) python3 benchmarks/gan_oracle.py --device "$device" --precision fp32 ) > "$out/gan.log" 2>&1 &
+    pids+=($!)
+fi
+if wanted gan_coco; then
+    ( timeout $(until_end_minus 20) python3 benchmarks/gan_coco.py --device "$device" ) > "$out/gan_coco.log" 2>&1 &
+    pids+=($!)
+fi
 ( while sleep 30; do echo "--- $(( $(date +%s) - start )) s"; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
   for f in "$out"/*.log; do echo "$(basename "$f"): $(tail -c 300 "$f" | tr '\r' '\n' | tail -n 1)"; done; done ) &
 monitor=$!
-wait $(jobs -p | grep -v "^$monitor$")
+wait "${pids[@]}"
 kill "$monitor" 2>/dev/null
 find runs -name metrics.jsonl -path '*bench_*' > "$out/metrics_files.txt"
 tar czf "$out/results.tar.gz" benchmarks/results "$out"/*.log "$out/gpu.txt" $(cat "$out/metrics_files.txt") 2>/dev/null
