@@ -1,15 +1,15 @@
 """Text GANs on Image COCO captions (Texygen's files): BLEU, self-BLEU and NLL-gen for MLE, SeqGAN and the
 Gumbel-softmax GAN, with a quality–diversity curve over sampling temperatures.
 
-    python benchmarks/gan_coco.py [--device cuda] [--quick]
+    python benchmarks/gan_coco.py [--device cuda] [--quick] [--mle-only]
 
 Trains configs/gan_coco.yaml with ``objective: seqgan`` and then with
 ``objective: gumbel`` (the Gumbel run reuses the SeqGAN run's MLE phase, which is
 the same computation); the MLE model is the generator at the end of that phase.
 Protocol, the same for every model: 1,000 sentences sampled at temperature 1
 (seeded); BLEU-n = the mean over them of each sentence's BLEU against all 10,000
-test captions (whitespace tokens, uniform n-gram weights, zero counts floored at
-0.1 as NLTK's method1 that Texygen uses); self-BLEU-n = the same with the other
+test captions (NLTK word tokens as Texygen's nltk.word_tokenize, uniform n-gram
+weights, zero counts floored at 0.1 as NLTK's method1 that Texygen uses); self-BLEU-n = the same with the other
 499 of the first 500 samples as references (a sentence is never its own
 reference); NLL-gen = the generator's NLL of the test captions, nats per token
 with the end token. The curve samples at temperatures 0.6–1.4 and plots BLEU-4
@@ -86,6 +86,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
     parser.add_argument("--quick", action="store_true", help="2 MLE epochs, 1 discriminator epoch, 3 rounds; _quick.json")
+    parser.add_argument("--mle-only", action="store_true", help="MLE pretraining alone; writes gan_coco_mle.json")
     args = parser.parse_args()
     data = require_data("textgan_bench") / "coco"
     device = str(resolve_device(args.device))
@@ -95,9 +96,11 @@ def main() -> int:
     overrides = [f"data.train={data / 'image_coco.txt'}"]
     if args.quick:
         overrides += ["train.epochs=2", "model.disc_pretrain_epochs=1", "model.adversarial_rounds=3"]
+    if args.mle_only:
+        overrides += ["model.disc_pretrain_epochs=0", "model.adversarial_rounds=0"]
     start = time.time()
     runs, walls = {}, {}
-    for objective in ("seqgan", "gumbel"):
+    for objective in ("seqgan",) if args.mle_only else ("seqgan", "gumbel"):
         out_dir = ROOT / "runs" / f"bench_gan_coco_{objective}"
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -110,25 +113,31 @@ def main() -> int:
         genloom.train(base, overrides=overrides + settings, device=device)
         runs[objective], walls[objective] = out_dir, round(time.time() - began, 1)
     results, curves = {}, {}
-    for name, path in (("mle", runs["seqgan"]), ("seqgan", runs["seqgan"]), ("gumbel_gan", runs["gumbel"])):
+    models = [("mle", runs["seqgan"])]
+    if not args.mle_only:
+        models += [("seqgan", runs["seqgan"]), ("gumbel_gan", runs["gumbel"])]
+    stem = f"gan_coco{'_mle' if args.mle_only else ''}{'_quick' if args.quick else ''}"
+    for name, path in models:
         loaded = genloom.load(path, device=device)
         if name == "mle":
             loaded.model.load_state_dict(load_tensors(path / "phases" / "mle" / "final.safetensors"))
         results[name] = scores(loaded, test, test_file, range(2, 6))
         curves[name] = curve(loaded, test)
         results[name]["temperature_curve"] = curves[name]
-    picture = RESULTS / f"gan_coco{'_quick' if args.quick else ''}.png"
+    picture = RESULTS / f"{stem}.png"
     plot(curves, picture)
     protocol = ("Image COCO (Texygen files): train image_coco.txt (5% held out for validation), references "
                 "test_coco.txt (10,000); MLE = the generator that pretraining leaves (configs/gan_coco.yaml "
-                "model.mle_weights), which the GANs also start from; 1,000 samples at temperature 1; BLEU-n: mean sentence BLEU of each sample "
-                "against all test captions (whitespace tokens, uniform weights, zero counts floored at 0.1 = NLTK "
-                "method1); self-BLEU-n: the first 500 samples, each against the other 499 (never itself); NLL-gen: "
+                "model.mle_weights), which the GANs also start from; 1,000 samples at temperature 1; BLEU-n: mean sentence "
+                "BLEU of each sample against all test captions (NLTK word tokens as Texygen's nltk.word_tokenize, "
+                "uniform weights, zero counts floored at 0.1 = NLTK method1); self-BLEU-n: the first 500 samples, each against the other 499 (never itself); NLL-gen: "
                 "generator NLL of the test captions, nats per token incl. the end token; curve: 500 samples per "
                 "temperature, BLEU-4 vs self-BLEU-4")
+    if args.mle_only:
+        protocol = "MLE PRETRAINING ONLY: " + protocol
     if args.quick:
         protocol = "QUICK RUN (2 MLE epochs, 1 discriminator epoch, 3 rounds; not the recipe): " + protocol
-    path = write_result("gan_coco", args.quick, {
+    path = write_result(stem.removesuffix("_quick"), args.quick, {
         "device": device_description(device), "wall_s": round(time.time() - start, 1), "protocol": protocol,
         "results": results, "published": PUBLISHED, "train_wall_s": walls,
     })

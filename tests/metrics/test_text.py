@@ -96,3 +96,10 @@ def test_self_bleu_equals_sacrebleu_against_all_other_texts():
     expected = sum(metric.sentence_score(t, texts[:i] + texts[i + 1 :]).score
                    for i, t in enumerate(texts)) / (100 * len(texts))
     assert self_bleu(texts, 4, max_hypotheses=None) == pytest.approx(expected, rel=1e-9)
+
+
+def test_texygen_bleu_splits_punctuation_as_nltk_word_tokenize_does():
+    hypotheses, references = ["a dog on a table."], ["a dog on a table .", "two cats ."]
+    assert reference_bleu(hypotheses, references, n=4) == pytest.approx(1.0)
+    assert reference_bleu(hypotheses, references, n=4, tokens="whitespace") < 0.9
+    assert self_bleu(["a cat, a dog.", "a cat , a dog ."], n=4) == pytest.approx(1.0)

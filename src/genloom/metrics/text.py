@@ -12,10 +12,12 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
 import sacrebleu
-from sacrebleu.metrics.helpers import extract_all_word_ngrams
+from nltk.tokenize import NLTKWordTokenizer
 from rouge_score import rouge_scorer
+from sacrebleu.metrics.helpers import extract_all_word_ngrams
 
 from genloom.errors import UserError
 
@@ -125,29 +127,43 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def reference_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4) -> float:
+Tokens = Literal["nltk", "whitespace"]
+_NLTK_WORDS = NLTKWordTokenizer()
+
+
+def _tokens(texts: Sequence[str], tokens: Tokens) -> list[str]:
+    """Non-empty texts as space-joined tokens: Texygen's ``nltk.word_tokenize`` words (its Treebank-style word
+    tokenizer, without the sentence splitter, whose model NLTK would download) or the text's own words."""
+    texts = [t for t in texts if t.strip()]
+    if tokens == "whitespace":
+        return texts
+    return [" ".join(_NLTK_WORDS.tokenize(t)) for t in texts]
+
+
+def reference_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4, tokens: Tokens = "nltk") -> float:
     """Texygen's BLEU of generated text (0–1): the mean over hypotheses of each one's sentence BLEU against
-    the whole reference set (every test sentence is a reference of every hypothesis).
+    the whole reference set (every test sentence is a reference of every hypothesis). ``tokens``: ``nltk``
+    (Texygen's: "table." is two tokens) or ``whitespace``.
 
     Example:
         >>> round(reference_bleu(["a cat sat ."], ["a cat sat .", "a dog ran ."], n=2), 3)
         1.0
     """
-    hypotheses = [h for h in hypotheses if h.strip()]
-    references = [r for r in references if r.strip()]
+    hypotheses, references = _tokens(hypotheses, tokens), _tokens(references, tokens)
     if not hypotheses or not references:
         raise UserError("BLEU needs at least one hypothesis and one reference.")
-    # Texygen's sentence BLEU: whitespace tokens, uniform weights, zero counts floored at 0.1 (NLTK's method1);
+    # Texygen's sentence BLEU: uniform weights, zero counts floored at 0.1 (NLTK's method1);
     # the whole reference set is cached once as the reference set of every hypothesis.
     metric = sacrebleu.BLEU(tokenize="none", max_ngram_order=n, smooth_method="floor", smooth_value=0.1,
                             effective_order=True, references=[[r] for r in references])
     return sum(metric.corpus_score([h], None).score for h in hypotheses) / (100.0 * len(hypotheses))
 
 
-def self_bleu(texts: Sequence[str], n: int = 4, max_hypotheses: int | None = 1000, seed: int = 0) -> float:
+def self_bleu(texts: Sequence[str], n: int = 4, max_hypotheses: int | None = 1000, seed: int = 0,
+              tokens: Tokens = "nltk") -> float:
     """Self-BLEU (Zhu et al. 2018, Texygen), 0–1: each text scored against all *other* texts as references.
 
-    Protocol: whitespace tokens, uniform weights up to order ``n``, floor
+    Protocol: ``tokens`` as in ``reference_bleu``, uniform weights up to order ``n``, floor
     smoothing of zero counts with 0.1 (as NLTK's method1 that Texygen uses), a
     text is never its own reference, and at most ``max_hypotheses`` texts (a
     seeded sample) are scored, each against all the others. Higher means less
@@ -156,7 +172,7 @@ def self_bleu(texts: Sequence[str], n: int = 4, max_hypotheses: int | None = 100
     the score from those statistics (the same figure as its ``sentence_score``
     against the other texts).
     """
-    texts = [t for t in texts if t.strip()]
+    texts = _tokens(texts, tokens)
     if len(texts) < 2:
         raise UserError("self-BLEU needs at least two texts.")
     grams = [extract_all_word_ngrams(t, 1, n) for t in texts]  # (counter, length) per text
