@@ -18,7 +18,7 @@ def test_unknown_key_names_the_nearest_known_one():
     ({"lr": "fast"}, r"'train.lr' must be a float, got a string 'fast'"),
     ({"batch_size": 2.5}, r"'train.batch_size' must be a int, got a number 2.5"),
     ({"batch_size": True}, r"'train.batch_size' must be a int, got a boolean True"),
-    ({"schedule": "exp"}, r"'train.schedule' must be one of 'constant', 'linear', 'cosine', 'step', got 'exp'"),
+    ({"schedule": "exp"}, r"'train.schedule' must be one of 'constant', 'linear', 'cosine', 'step', 'plateau', got 'exp'"),
     ({"betas": 0.9}, r"'train.betas' must be a list"),
 ])
 def test_wrong_types_are_rejected_with_the_path(values, message):
