@@ -129,7 +129,7 @@ def main() -> int:
     start = time.time()
     summary = gan.train(run, device=device, report=report)
     wall = time.time() - start
-    # The generator at the end of MLE (its best-validation weights) and at the end of SeqGAN, on 10,000 samples.
+    # The generator at the end of SeqGAN and after MLE (the weights model.mle_weights picks), on 10,000 samples.
     loaded = genloom.load(out_dir, device=device)
     model = loaded.model
     scores = {}
