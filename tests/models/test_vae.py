@@ -79,6 +79,14 @@ def test_kl_annealing_schedules():
     cyclical = VAEConfig(kl_anneal="cyclical", kl_anneal_steps=100, kl_cycle_ratio=0.5)
     assert [kl_weight(cyclical, u) for u in (0, 25, 50, 99, 100, 125)] == [0.0, 0.5, 1.0, 1.0, 0.0, 0.5]
     assert kl_weight(VAEConfig(kl_anneal="none"), 0) == 1.0
+    texar = VAEConfig(kl_anneal="linear", kl_anneal_steps=100, kl_anneal_start=0.1)  # Texar's 0.1 → 1
+    assert [kl_weight(texar, u) for u in (0, 50, 100, 500)] == pytest.approx([0.1, 0.55, 1.0, 1.0])
+
+
+def test_the_encoder_can_have_its_own_dropout():
+    assert tiny_vae(dropout=0.5).encoder.drop.p == 0.5
+    model = tiny_vae(dropout=0.5, encoder_dropout=0.0)
+    assert model.encoder.drop.p == 0.0 and model.drop.p == 0.5
 
 
 def test_gradients_flow_through_the_reparameterisation():

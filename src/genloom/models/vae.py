@@ -45,8 +45,11 @@ class VAEConfig:
     ``input`` (concatenated to every input embedding) or ``both``.
     ``word_dropout``: the probability of replacing each decoder input word by
     ``<unk>`` in training (Bowman et al.), so the decoder must lean on z.
+    ``encoder_dropout``: dropout on the encoder's embeddings (and between its
+    layers); default ``dropout``, which always applies to the decoder (Texar's PTB
+    recipe: 0 on the encoder, 0.5 on the decoder).
     ``kl_anneal``: the KL weight β over training updates: ``none`` (1 throughout),
-    ``linear`` (0 → 1 over ``kl_anneal_steps``), ``sigmoid`` (a logistic curve
+    ``linear`` (``kl_anneal_start`` → 1 over ``kl_anneal_steps``; Texar starts at 0.1), ``sigmoid``  (a logistic curve
     centred at half of ``kl_anneal_steps``, Bowman et al.), ``cyclical`` (Fu et al.
     2019: cycles of ``kl_anneal_steps`` updates, rising linearly over the first
     ``kl_cycle_ratio`` of each, then 1).
@@ -68,9 +71,11 @@ class VAEConfig:
     latent_dim: int = 32
     latent_to: Literal["init", "input", "both"] = "both"
     dropout: float = 0.3
+    encoder_dropout: float | None = None
     word_dropout: float = 0.0
     kl_anneal: Literal["none", "linear", "sigmoid", "cyclical"] = "linear"
     kl_anneal_steps: int = 10_000
+    kl_anneal_start: float = 0.0
     kl_cycle_ratio: float = 0.5
     free_bits: float = 0.0
     free_bits_per: Literal["dimension", "total"] = "dimension"
@@ -84,7 +89,8 @@ def kl_weight(config: VAEConfig, updates: int) -> float:
     if config.kl_anneal == "none":
         return 1.0
     if config.kl_anneal == "linear":
-        return min(1.0, updates / steps)
+        start = config.kl_anneal_start
+        return start + (1.0 - start) * min(1.0, updates / steps)
     if config.kl_anneal == "sigmoid":
         return 1.0 / (1.0 + math.exp(-10.0 * (updates / steps - 0.5)))
     position = (updates % steps) / steps  # cyclical
@@ -133,8 +139,9 @@ class TextVAE(nn.Module):
         super().__init__()
         self.config = c = config
         # Separate embeddings, so an encoder-only (aggressive) update leaves the decoder untouched.
+        encoder_dropout = c.dropout if c.encoder_dropout is None else c.encoder_dropout
         self.encoder = RNNEncoder(nn.Embedding(c.vocab_size, c.embed_dim), c.cell, c.hidden_dim, c.encoder_layers,
-                                  c.bidirectional, c.dropout)
+                                  c.bidirectional, encoder_dropout)
         self.posterior_head = nn.Linear(c.hidden_dim * (2 if c.bidirectional else 1), 2 * c.latent_dim)
         self.embed = nn.Embedding(c.vocab_size, c.embed_dim)
         self.state_parts = 2 if c.cell == "lstm" else 1
@@ -325,7 +332,9 @@ def check_config(config: VAEConfig) -> None:
     """Invariants with messages that say what was expected and what was given."""
     require_at_least(config, ("embed_dim", "hidden_dim", "encoder_layers", "decoder_layers", "latent_dim",
                               "kl_anneal_steps", "aggressive_encoder_steps"))
-    require_fraction(config, ("dropout", "word_dropout"))
+    require_fraction(config, ("dropout", "word_dropout", "kl_anneal_start"))
+    if config.encoder_dropout is not None:
+        require_fraction(config, ("encoder_dropout",))
     if not 0.0 < config.kl_cycle_ratio <= 1.0:
         raise UserError(f"model.kl_cycle_ratio must be in (0, 1], got {config.kl_cycle_ratio}.")
     if config.free_bits < 0:
