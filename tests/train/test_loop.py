@@ -25,11 +25,17 @@ def stream_recipe(folder, **train):
     return recipe
 
 
-@pytest.mark.parametrize("batching", ["stream", "sentences"])
+def plateau_recipe(folder):
+    """LR cuts before and after the interruption: the resumed run must know how many there were."""
+    return tiny_recipe(folder, max_steps=14, eval_every=1, batch_size=64, lr=20.0, optimizer="sgd", grad_clip=None,
+                       schedule="plateau", plateau_patience=1, lr_decay=0.5)
+
+
+@pytest.mark.parametrize("batching", ["stream", "sentences", "plateau"])
 def test_a_run_stopped_at_step_k_and_resumed_gives_the_same_losses(tmp_path, monkeypatch, batching):
     # sentences: the tiny corpus is 5 batches of 64 an epoch, so the 14-step run crosses epochs
-    make = stream_recipe if batching == "stream" else lambda f: tiny_recipe(f, max_steps=14, eval_every=3,
-                                                                             batch_size=64)
+    make = {"stream": stream_recipe, "plateau": plateau_recipe,
+            "sentences": lambda f: tiny_recipe(f, max_steps=14, eval_every=3, batch_size=64)}[batching]
     reference = make(tmp_path / "a")
     genloom.train(reference)
 
@@ -52,6 +58,10 @@ def test_a_run_stopped_at_step_k_and_resumed_gives_the_same_losses(tmp_path, mon
     expected = train_losses(tmp_path / "a" / "run")
     assert len(expected) == 14
     assert train_losses(tmp_path / "b" / "run") == expected
+    if batching == "plateau":
+        lrs = [json.loads(line)["lr"] for line in (tmp_path / "a" / "run" / "metrics.jsonl").read_text().splitlines()
+               if json.loads(line)["split"] == "train"]
+        assert lrs[4] < lrs[0] and lrs[-1] < lrs[4]  # cuts both before and after step 5
 
 
 def test_same_seed_same_losses(tmp_path):
