@@ -268,7 +268,8 @@ def fit(
         if plateau and cfg.max_plateaus is not None and state["plateaus"] >= cfg.max_plateaus:
             return f"early stop: validation plateau number {state['plateaus']} (train.max_plateaus)."
         if plateau:
-            bar.write(f"validation plateau: the learning rate is now {cfg.lr * cfg.lr_decay ** state['plateaus']:.3g}")
+            next_lr = learning_rate(cfg, state["step"], total_steps, state["epoch"], state["plateaus"])
+            bar.write(f"validation plateau: the learning rate is now {next_lr:.3g}")
         if cfg.patience is not None and state["bad_evals"] >= cfg.patience:
             return f"early stop: no validation improvement in {cfg.patience} evaluations."
         return None
