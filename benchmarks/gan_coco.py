@@ -9,10 +9,10 @@ the same computation); the MLE model is the generator at the end of that phase.
 Protocol, the same for every model: 1,000 sentences sampled at temperature 1
 (seeded); BLEU-n = the mean over them of each sentence's BLEU against all 10,000
 test captions (NLTK word tokens as Texygen's nltk.word_tokenize, uniform n-gram
-weights, zero counts floored at 0.1 as NLTK's method1 that Texygen uses); self-BLEU-n = the same with the other
-499 of the first 500 samples as references (a sentence is never its own
-reference); NLL-gen = the generator's NLL of the test captions, nats per token
-with the end token. The curve samples at temperatures 0.6–1.4 and plots BLEU-4
+weights, zero counts floored at 0.1 as NLTK's method1 that Texygen uses);
+self-BLEU-n = the same with the other 499 of the first 500 samples as references
+(a sentence is never its own reference); NLL-gen = the generator's NLL of the
+test captions, nats per token with the end token. The curve samples at temperatures 0.6–1.4 and plots BLEU-4
 against self-BLEU-4 (Caccia et al. 2020). Published (Texygen, Zhu et al. 2018, on
 these files): MLE BLEU-2 .731, self-BLEU-2 .916; SeqGAN BLEU-2 .745, self-BLEU-2
 .950. ``--quick`` trains 2 MLE epochs, 1 discriminator epoch and 3 rounds.
@@ -136,13 +136,14 @@ def main() -> int:
     plot(curves, picture)
     protocol = ("Image COCO (Texygen files): train image_coco.txt (5% held out for validation), references "
                 "test_coco.txt (10,000); MLE = the generator that pretraining leaves (configs/gan_coco.yaml "
-                "model.mle_weights), which the GANs also start from; 1,000 samples at temperature 1; BLEU-n: mean sentence "
-                "BLEU of each sample against all test captions (NLTK word tokens as Texygen's nltk.word_tokenize, "
-                "uniform weights, zero counts floored at 0.1 = NLTK method1); self-BLEU-n: the first 500 samples, each against the other 499 (never itself); NLL-gen: "
-                "generator NLL of the test captions, nats per token incl. the end token; curve: 500 samples per "
-                "temperature, BLEU-4 vs self-BLEU-4; real_captions: 1,000 training captions (seed 0) scored alike. Self-BLEU "
-                "grows with the pool of texts (real captions: 0.686 among 500, 0.891 among 10,000), so Texygen's "
-                "figures are comparable only at its sample count")
+                "model.mle_weights), which the GANs also start from; 1,000 samples at temperature 1; BLEU-n: mean "
+                "sentence BLEU of each sample against all test captions (NLTK word tokens as Texygen's "
+                "nltk.word_tokenize, uniform weights, zero counts floored at 0.1 = NLTK method1); self-BLEU-n: the "
+                "first 500 samples, each against the other 499 (never itself); NLL-gen: generator NLL of the test "
+                "captions, nats per token incl. the end token; curve: 500 samples per temperature, BLEU-4 vs "
+                "self-BLEU-4; real_captions: 1,000 training captions (seed 0) scored alike. Self-BLEU grows with the "
+                "pool of texts (real captions: 0.686 among 500, 0.891 among 10,000), so Texygen's figures are "
+                "comparable only at its sample count")
     if args.mle_only:
         protocol = "MLE PRETRAINING ONLY: " + protocol
     if args.quick:

@@ -133,9 +133,10 @@ def main() -> int:
     loaded = genloom.load(out_dir, device=device)
     model = loaded.model
     scores = {}
-    for name, weights in (("seqgan", None), ("mle", out_dir / "phases" / "mle" / "final.safetensors")):
-        if name == "seqgan" and args.mle_only:
-            continue
+    generators = [("mle", out_dir / "phases" / "mle" / "final.safetensors")]
+    if not args.mle_only:
+        generators.insert(0, ("seqgan", None))  # the loaded run's own weights, before MLE's replace them
+    for name, weights in generators:
         if weights is not None:
             model.load_state_dict(load_tensors(weights))
         torch.manual_seed(1)

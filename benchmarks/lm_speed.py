@@ -1,15 +1,16 @@
 """Training and generation speed of the genloom GPT against transformers' GPT2LMHeadModel, same config and weights.
 
-    python benchmarks/lm_speed.py [--device cpu|cuda] [--quick]
+    python benchmarks/lm_speed.py [--device cpu|cuda] [--train-batch 8] [--quick]
 
 Both models are built in this process from one random GPT-2 configuration (6 layers, width 384,
 6 heads, context 512, vocabulary 8,192) and hold the same weights (ours are exported to the
 GPT-2 layout and loaded by transformers). Training: tokens/s of forward + backward + AdamW steps
-on batches of 8 × 256 tokens (``--train-batch`` sets the 8). Generation: tokens/s of greedy decoding of 256 new tokens after a
-16-token prompt, batch 1 and batch 32, each with its KV cache (ours through genloom's decoding
-engine, theirs through ``generate``). Each ratio is ours over theirs (higher is better); targets on
-CPU: training ≥ 1.0×, generation ≥ 2×. On a GPU it also prints model FLOPs utilisation
-(6N + 12·L·H·Q·T FLOPs a token over the chip's bf16 dense peak, given by --peak-tflops).
+on batches of 8 × 256 tokens (``--train-batch`` sets the 8). Generation: tokens/s of greedy
+decoding of 256 new tokens after a 16-token prompt, batch 1 and batch 32, each with its KV cache
+(ours through genloom's decoding engine, theirs through ``generate``). Each ratio is ours over
+theirs (higher is better); targets on CPU: training ≥ 1.0×, generation ≥ 2×. On a GPU it also
+prints model FLOPs utilisation (6N + 12·L·H·Q·T FLOPs a token over the chip's bf16 dense peak,
+given by --peak-tflops).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def main() -> int:
 
     results = {}
     for name, model, forward in (("genloom", ours, ours_forward), ("transformers", theirs, theirs_forward)):
-        results[name] = {"train_tokens_per_s": round(training_speed(model, forward, device, steps, args.train_batch), 1)}
+        speed = training_speed(model, forward, device, steps, args.train_batch)
+        results[name] = {"train_tokens_per_s": round(speed, 1)}
         model.eval()
     for batch in (1, 32):
         for name, fn in (("genloom", ours_generate), ("transformers", theirs_generate)):
@@ -138,10 +140,11 @@ def main() -> int:
     if args.quick:
         protocol = "QUICK RUN (3 training steps, 64 new tokens): " + protocol
     # CPU and GPU figures are kept side by side: lm_speed.json and lm_speed_cuda.json.
-    path = write_result("lm_speed" if device.type == "cpu" else f"lm_speed_{device.type}", args.quick, {"device": device_description(str(device)),
-                                                  "wall_s": round(time.time() - started, 1), "protocol": protocol,
-                                                  "results": results, "published": {},
-                                                  "target": {"cpu": "train ratio >= 1.0, generation ratios >= 2.0"}})
+    name = "lm_speed" if device.type == "cpu" else f"lm_speed_{device.type}"
+    path = write_result(name, args.quick, {"device": device_description(str(device)),
+                                           "wall_s": round(time.time() - started, 1), "protocol": protocol,
+                                           "results": results, "published": {},
+                                           "target": {"cpu": "train ratio >= 1.0, generation ratios >= 2.0"}})
     print(f"\n{'':<22}{'genloom':>12}{'transformers':>14}{'ratio':>8}")
     for key in results["genloom"]:
         if key in results["transformers"]:

@@ -4,10 +4,11 @@
 
 CPU recipe (nanoGPT's): 4 layers, 4 heads, width 128, context 64, batch 12, 2,000 iterations, no
 dropout (configs/gpt_shakespeare_char.yaml, which also shuffles windows into batches and uses lr 2e-3
-instead of nanoGPT's 1e-3); published: validation loss ≈ 1.88 in 102 s on a 2-core CPU. Target: ≤ 1.88 in less wall time on the same machine. ``--gpu-recipe`` trains nanoGPT's GPU
-model instead (6 layers, 6 heads, width 384, context 256, batch 64, dropout 0.2, 5,000 iterations,
-lr 1e-3, torch.compile; published 1.4697); target ≤ 1.47. Validation is the last 10% of the text, scored whole
-(every window once) rather than on nanoGPT's 200 random batches.
+instead of nanoGPT's 1e-3); published: validation loss ≈ 1.88 in 102 s on a 2-core CPU. Target:
+≤ 1.88 in less wall time on the same machine. ``--gpu-recipe`` trains nanoGPT's GPU model instead
+(6 layers, 6 heads, width 384, context 256, batch 64, dropout 0.2, 5,000 iterations, lr 1e-3,
+torch.compile; published 1.4697); target ≤ 1.47. Validation is the last 10% of the text, scored
+whole (every window once) rather than on nanoGPT's 200 random batches.
 """
 
 from __future__ import annotations

@@ -49,8 +49,9 @@ class VAEConfig:
     layers); default ``dropout``, which always applies to the decoder (Texar's PTB
     recipe: 0 on the encoder, 0.5 on the decoder).
     ``kl_anneal``: the KL weight β over training updates: ``none`` (1 throughout),
-    ``linear`` (``kl_anneal_start`` → 1 over ``kl_anneal_steps``; Texar starts at 0.1), ``sigmoid``  (a logistic curve
-    centred at half of ``kl_anneal_steps``, Bowman et al.), ``cyclical`` (Fu et al.
+    ``linear`` (``kl_anneal_start`` → 1 over ``kl_anneal_steps``; Texar starts at
+    0.1), ``sigmoid`` (a logistic curve centred at half of ``kl_anneal_steps``,
+    Bowman et al.), ``cyclical`` (Fu et al.
     2019: cycles of ``kl_anneal_steps`` updates, rising linearly over the first
     ``kl_cycle_ratio`` of each, then 1).
     ``free_bits``: a KL floor λ in nats (Kingma et al. 2016): the objective's KL
