@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from genloom.decoding.generate import draw
 from genloom.errors import UserError
 from genloom.models.rnnlm import RNNLM, RNNLMConfig
 from genloom.nn.cnn import TextCNN
@@ -155,7 +156,7 @@ class TextGAN(nn.Module):
                 choice = torch.full((count,), EOS_ID, dtype=torch.long, device=device)
             else:
                 probs = torch.softmax(self._allowed(logits, position).float() / temperature, -1)
-                choice = torch.multinomial(probs, 1, generator=rng).squeeze(1)  # (B,)
+                choice = draw(probs, rng)  # (B,)
             tokens.append(choice[:, None])
             if position < length - 1:
                 logits, state = lm(choice[:, None], state)
