@@ -34,7 +34,7 @@ from genloom.errors import UserError
 from genloom.models.rnnlm import RNNLM, RNNLMConfig
 from genloom.nn.cnn import TextCNN
 from genloom.nn.losses import masked_cross_entropy
-from genloom.nn.rnn import RNNState
+from genloom.nn.rnn import RNNState, reorder_state
 from genloom.train.loop import LossOutput
 
 BATCHING = "sentences"
@@ -145,18 +145,25 @@ class TextGAN(nn.Module):
         ``temperature``, each continuing ``prefix`` (count, t) when given; after the first EOS come padding
         ids. → (count, L+1)."""
         lm = lm or self.generator
-        device = self.discriminator.classify.weight.device
-        length = self.config.max_length + 1
-        start = torch.full((count, 1), BOS_ID, dtype=torch.long, device=device)
+        start = torch.full((count, 1), BOS_ID, dtype=torch.long, device=self.discriminator.classify.weight.device)
         known = prefix if prefix is not None else start[:, :0]
         logits, state = lm(torch.cat([start, known], 1))  # (B, t+1, V)
-        logits, tokens = logits[:, -1], [known]
+        return self._complete(lm, known, logits[:, -1], state, rng, temperature)
+
+    def _complete(self, lm: RNNLM, known: Tensor, logits: Tensor, state: RNNState, rng: torch.Generator | None,
+                  temperature: float) -> Tensor:
+        """Draw positions t … L of sequences whose first t tokens are ``known`` (B, t), from ``lm`` in
+        ``state`` (having read BOS and them) with next-token ``logits`` (B, V). → (B, L+1), padded after EOS."""
+        length = self.config.max_length + 1
+        tokens = [known]
         for position in range(known.size(1), length):
             if position == length - 1:
-                choice = torch.full((count,), EOS_ID, dtype=torch.long, device=device)
+                choice = torch.full((known.size(0),), EOS_ID, dtype=torch.long, device=known.device)
             else:
-                probs = torch.softmax(self._allowed(logits, position).float() / temperature, -1)
-                choice = draw(probs, rng)  # (B,)
+                scaled = self._allowed(logits, position).float()
+                if temperature != 1.0:
+                    scaled /= temperature
+                choice = draw(torch.softmax(scaled, -1), rng)  # (B,)
             tokens.append(choice[:, None])
             if position < length - 1:
                 logits, state = lm(choice[:, None], state)
@@ -191,14 +198,21 @@ class TextGAN(nn.Module):
     @torch.no_grad()
     def rollout_rewards(self, samples: Tensor) -> Tensor:
         """SeqGAN's rewards (B, L): for each prefix length t < L the mean of D's P(real) over ``rollouts``
-        completions by the rollout copy; for the whole sequence D's P(real) of it. All in [0, 1]."""
+        completions by the rollout copy; for the whole sequence D's P(real) of it. All in [0, 1].
+
+        The rollout copy reads each sample once, a token at a time; the completions of prefix t start from
+        its state after t tokens, copied ``rollouts`` times, instead of re-reading the prefix for each t."""
         count, length = samples.shape
         rewards = torch.zeros(count, length, device=samples.device)
         was_training = self.discriminator.training
         self.discriminator.eval()  # the judge scores without dropout (SeqGAN feeds keep probability 1)
+        copies = torch.arange(count, device=samples.device).repeat(self.config.rollouts)  # (R*B,) row r*B+i: sample i
+        inputs = torch.cat([torch.full_like(samples[:, :1], BOS_ID), samples], 1)  # (B, L+1)
+        _, state = self.rollout(inputs[:, :1])  # BOS read; the prefixes then grow one token at a time
         for t in range(1, length):
-            completions = self.sample(count * self.config.rollouts, lm=self.rollout,
-                                      prefix=samples[:, :t].repeat(self.config.rollouts, 1))
+            logits, state = self.rollout(inputs[:, t : t + 1], state)  # (B, 1, V): read sample token t-1
+            completions = self._complete(self.rollout, samples[:, :t].index_select(0, copies),
+                                         logits[:, -1].index_select(0, copies), reorder_state(state, copies), None, 1.0)
             scores = torch.sigmoid(self.discriminator(completions)).view(self.config.rollouts, count)
             rewards[:, t - 1] = scores.mean(0)
         rewards[:, -1] = torch.sigmoid(self.discriminator(samples))
