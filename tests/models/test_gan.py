@@ -126,6 +126,20 @@ def test_the_gumbel_generator_loss_reaches_the_generator_through_the_relaxation(
     assert model.generator.output.weight.grad.abs().sum() > 0
 
 
+def test_disc_l2_adds_the_penalty_on_the_output_layer_to_the_discriminator_loss():
+    texts = torch.randint(4, V, (4, 6))
+    batch = genloom.data.batching.Batch(texts, texts, torch.ones_like(texts, dtype=torch.bool))
+    losses = []
+    for l2 in (0.0, 0.5):
+        model = tiny_gan(disc_l2=l2)
+        torch.manual_seed(3)  # the same fake samples and dropout masks for both
+        losses.append(float(model.discriminator_loss(batch).loss.detach()))
+    output = model.discriminator.classify
+    penalty = 0.5 * 0.5 * float(output.weight.detach().square().sum() + output.bias.detach().square().sum())
+    assert losses[1] - losses[0] == pytest.approx(penalty, rel=1e-5)
+    with pytest.raises(UserError, match="disc_l2"):
+        tiny_gan(disc_l2=-1.0)
+
 def train_losses(run_dir):
     records = []
     for phase in ("mle", "discriminator", "adversarial"):

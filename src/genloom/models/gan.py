@@ -52,7 +52,11 @@ class GANConfig:
     with 100–200 filters each, dropout 0.25. ``disc_lr``: the discriminator's
     learning rate (SeqGAN: 1e-4, while the generator's is ``train.lr``, 1e-2).
     ``adversarial_lr``: the generator's learning rate in the adversarial phase
-    (default ``train.lr``; RelGAN uses 1e-4 for both players). The recipe: MLE
+    (default ``train.lr``; RelGAN uses 1e-4 for both players). ``disc_l2``: λ of an
+    L2 penalty λ (‖w‖² + b²) / 2 on the discriminator's output layer, added to its
+    loss (SeqGAN's ``l2_reg_lambda``, 0.2 on its two-class softmax layer, which is
+    0.1 on our single logit: w = W_real − W_fake at the penalty's optimum W_fake = −W_real).
+    The recipe: MLE
     pretraining for the recipe's ``train.epochs`` (or ``train.max_steps``); then
     ``disc_pretrain_epochs`` epochs of discriminator training on real text against
     fresh samples; then ``adversarial_rounds`` rounds of ``generator_steps``
@@ -75,6 +79,7 @@ class GANConfig:
     num_filters: list[int] = field(default_factory=lambda: [100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160])
     disc_dropout: float = 0.25
     disc_lr: float = 1e-4
+    disc_l2: float = 0.0
     adversarial_lr: float | None = None
     rollouts: int = 16
     rollout_update_rate: float = 0.8
@@ -193,6 +198,9 @@ class TextGAN(nn.Module):
         else:
             loss = 0.5 * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                           + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        if self.config.disc_l2 > 0:
+            output = self.discriminator.classify
+            loss = loss + self.config.disc_l2 * 0.5 * (output.weight.square().sum() + output.bias.square().sum())
         return LossOutput(loss, 2 * real.size(0))
 
     @torch.no_grad()
@@ -314,6 +322,8 @@ def check_config(config: GANConfig) -> None:
     require_at_least(config, ("min_length", "disc_pretrain_epochs", "adversarial_rounds",
                               "disc_steps"), minimum=0)
     require_fraction(config, ("disc_dropout", "rollout_update_rate"))
+    if config.disc_l2 < 0:
+        raise UserError(f"model.disc_l2 must be ≥ 0, got {config.disc_l2}.")
     if len(config.filter_sizes) != len(config.num_filters) or not config.filter_sizes:
         raise UserError(f"model.filter_sizes and model.num_filters must be non-empty lists of the same length, got "
                         f"{len(config.filter_sizes)} and {len(config.num_filters)}.")
