@@ -1,11 +1,13 @@
 """Text GANs on Image COCO captions (Texygen's files): BLEU, self-BLEU and NLL-gen for MLE, SeqGAN and the
 Gumbel-softmax GAN, with a quality–diversity curve over sampling temperatures.
 
-    python benchmarks/gan_coco.py [--device cuda] [--quick] [--mle-only]
+    python benchmarks/gan_coco.py [--device cuda] [--quick] [--mle-only] [--models seqgan gumbel]
 
 Trains configs/gan_coco.yaml with ``objective: seqgan`` and then with
 ``objective: gumbel`` (the Gumbel run reuses the SeqGAN run's MLE phase, which is
 the same computation); the MLE model is the generator at the end of that phase.
+``--models`` trains only some of the GANs (each needs its MLE phase then); the
+other's figures are kept from the last run's results, marked with that run.
 Protocol, the same for every model: 1,000 sentences sampled at temperature 1
 (seeded); BLEU-n = the mean over them of each sentence's BLEU against all 10,000
 test captions (NLTK word tokens as Texygen's nltk.word_tokenize, uniform n-gram
@@ -31,7 +33,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, device_description, require_data, write_result  # noqa: E402
+from common import RESULTS, ROOT, device_description, earlier_results, require_data, write_result  # noqa: E402
 
 import genloom  # noqa: E402
 from genloom.checkpoint import load_tensors  # noqa: E402
@@ -93,6 +95,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
     parser.add_argument("--quick", action="store_true", help="2 MLE epochs, 1 discriminator epoch, 3 rounds; _quick.json")
     parser.add_argument("--mle-only", action="store_true", help="MLE pretraining alone; writes gan_coco_mle.json")
+    parser.add_argument("--models", nargs="+", choices=["seqgan", "gumbel"], default=["seqgan", "gumbel"],
+                        help="the GANs to train; the other's figures are kept from the last run's results")
     args = parser.parse_args()
     data = require_data("textgan_bench") / "coco"
     device = str(resolve_device(args.device))
@@ -106,11 +110,12 @@ def main() -> int:
         overrides += ["model.disc_pretrain_epochs=0", "model.adversarial_rounds=0"]
     start = time.time()
     runs, walls = {}, {}
-    for objective in ("seqgan",) if args.mle_only else ("seqgan", "gumbel"):
+    objectives = ["seqgan"] if args.mle_only else [o for o in ("seqgan", "gumbel") if o in args.models]
+    for objective in objectives:
         out_dir = ROOT / "runs" / f"bench_gan_coco_{objective}"
         if out_dir.exists():
             shutil.rmtree(out_dir)
-        if objective == "gumbel":  # the MLE phase is the same computation: take it from the SeqGAN run
+        if objective == "gumbel" and "seqgan" in runs:  # the same MLE computation: take the SeqGAN run's
             shutil.copytree(runs["seqgan"] / "phases" / "mle", out_dir / "phases" / "mle")
         began = time.time()
         settings = [f"out_dir={out_dir}", f"model.objective={objective}"]
@@ -121,9 +126,8 @@ def main() -> int:
     # Real captions scored the same way (1,000 training captions drawn with seed 0): where a perfect generator lands.
     real = random.Random(0).sample(read_lines(data / "image_coco.txt"), 1000)
     results, curves = {"real_captions": text_scores(real, test, range(2, 6))}, {}
-    models = [("mle", runs["seqgan"])]
-    if not args.mle_only:
-        models += [("seqgan", runs["seqgan"]), ("gumbel_gan", runs["gumbel"])]
+    models = [("mle", runs[objectives[0]])] + [({"gumbel": "gumbel_gan"}.get(o, o), runs[o])
+                                               for o in objectives if not args.mle_only]
     stem = f"gan_coco{'_mle' if args.mle_only else ''}{'_quick' if args.quick else ''}"
     for name, path in models:
         loaded = genloom.load(path, device=device)
@@ -132,6 +136,11 @@ def main() -> int:
         results[name] = scores(loaded, test, test_file, range(2, 6))
         curves[name] = curve(loaded, test)
         results[name]["temperature_curve"] = curves[name]
+    if not args.mle_only:  # the GANs this run did not train, from the last full results
+        for name, earlier in earlier_results("gan_coco", args.quick).items():
+            if name not in results:
+                results[name] = earlier
+                curves[name] = earlier["temperature_curve"]
     picture = RESULTS / f"{stem}.png"
     plot(curves, picture)
     protocol = ("Image COCO (Texygen files): train image_coco.txt (5% held out for validation), references "
