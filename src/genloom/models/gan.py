@@ -54,9 +54,9 @@ class GANConfig:
     ``adversarial_lr``: the generator's learning rate in the adversarial phase
     (default ``train.lr``; RelGAN uses 1e-4 for both players). ``disc_l2``: λ of an
     L2 penalty λ (‖w‖² + b²) / 2 on the discriminator's output layer, added to its
-    loss (SeqGAN's ``l2_reg_lambda``, 0.2 on its two-class softmax layer, which is
-    0.1 on our single logit: w = W_real − W_fake at the penalty's optimum W_fake = −W_real).
-    The recipe: MLE
+    loss. SeqGAN's ``l2_reg_lambda`` is 0.2 on a two-class softmax layer W; our
+    single logit's weights are w = W_real − W_fake, and the smallest penalty of the
+    W giving a w is 0.2 ‖w‖² / 4, so 0.1 here matches it. The recipe: MLE
     pretraining for the recipe's ``train.epochs`` (or ``train.max_steps``); then
     ``disc_pretrain_epochs`` epochs of discriminator training on real text against
     fresh samples; then ``adversarial_rounds`` rounds of ``generator_steps``
