@@ -126,8 +126,8 @@ def main() -> int:
     # Real captions scored the same way (1,000 training captions drawn with seed 0): where a perfect generator lands.
     real = random.Random(0).sample(read_lines(data / "image_coco.txt"), 1000)
     results, curves = {"real_captions": text_scores(real, test, range(2, 6))}, {}
-    models = [("mle", runs[objectives[0]])] + [({"gumbel": "gumbel_gan"}.get(o, o), runs[o])
-                                               for o in objectives if not args.mle_only]
+    gans = [] if args.mle_only else objectives  # an MLE-only run's "seqgan" run holds just its MLE phase
+    models = [("mle", runs[objectives[0]])] + [({"gumbel": "gumbel_gan"}.get(o, o), runs[o]) for o in gans]
     stem = f"gan_coco{'_mle' if args.mle_only else ''}{'_quick' if args.quick else ''}"
     for name, path in models:
         loaded = genloom.load(path, device=device)

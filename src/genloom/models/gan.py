@@ -220,7 +220,8 @@ class TextGAN(nn.Module):
         for t in range(1, length):
             logits, state = self.rollout(inputs[:, t : t + 1], state)  # (B, 1, V): read sample token t-1
             completions = self._complete(self.rollout, samples[:, :t].index_select(0, copies),
-                                         logits[:, -1].index_select(0, copies), reorder_state(state, copies), None, 1.0)
+                                         logits[:, -1].index_select(0, copies), reorder_state(state, copies),
+                                         rng=None, temperature=1.0)
             scores = torch.sigmoid(self.discriminator(completions)).view(self.config.rollouts, count)
             rewards[:, t - 1] = scores.mean(0)
         rewards[:, -1] = torch.sigmoid(self.discriminator(samples))
