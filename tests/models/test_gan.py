@@ -233,3 +233,20 @@ def test_rollout_rewards_are_scored_without_dropout():
     model.discriminator.eval()
     with torch.no_grad():
         assert torch.allclose(rewards[:, -1], torch.sigmoid(model.discriminator(samples)))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.8])
+def test_the_rollout_copy_follows_the_generator_after_generator_updates_only(rate):
+    model = tiny_gan(rollout_update_rate=rate, generator_steps=1, disc_steps=2)
+    model.phase = "adversarial"
+    before = [p.clone() for p in model.rollout.parameters()]
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(1.0)  # a generator update
+    model.after_update()  # the round's generator step: the copy moves
+    for old, mine, theirs in zip(before, model.rollout.parameters(), model.generator.parameters()):
+        torch.testing.assert_close(mine, rate * old + (1 - rate) * theirs)
+    moved = [p.clone() for p in model.rollout.parameters()]
+    model.after_update()  # a discriminator step: the copy stays
+    assert all(torch.equal(a, b) for a, b in zip(moved, model.rollout.parameters()))
+    assert int(model.adversarial_updates) == 2

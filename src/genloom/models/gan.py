@@ -2,7 +2,7 @@
 
 - ``objective: seqgan`` (Yu et al. 2017): the generator is a policy; each token's
   reward is the discriminator's probability of "real" for Monte-Carlo rollouts
-  that complete the prefix, drawn from a delayed copy of the generator; REINFORCE.
+  that complete the prefix, drawn from a rollout copy of the generator; REINFORCE.
 - ``objective: gumbel`` (the Gumbel-softmax route of RelGAN, Nie et al. 2019): the
   generator's tokens are relaxed to softmax(β (logits + Gumbel noise)), with the
   inverse temperature β rising from 1 to ``gumbel_temperature_max`` over the
@@ -64,6 +64,10 @@ class GANConfig:
     ``mle_weights``: the pretrained generator that the later phases start from,
     ``best`` (lowest validation loss) or ``last`` (after the last MLE epoch, as
     SeqGAN and Texygen pretrain: a fixed number of epochs, no early stopping).
+    ``rollout_update_rate`` ρ: after each generator update the rollout copy moves
+    to ρ θ_rollout + (1 − ρ) θ_generator. The SeqGAN and Texygen code pass 0.8, but
+    their rollout graph reads the generator's live variables and is never rebuilt,
+    so their results come from ρ = 0 (the current generator); the recipes use 0.
     """
 
     vocab_size: int = 0
@@ -118,7 +122,7 @@ class TextGAN(nn.Module):
         lm = RNNLMConfig(vocab_size=c.vocab_size, cell=c.cell, embed_dim=c.embed_dim, hidden_dim=c.hidden_dim,
                          num_layers=c.num_layers, dropout=0.0)
         self.generator = RNNLM(lm)
-        self.rollout = RNNLM(lm)  # SeqGAN's delayed copy of the generator: it draws the rollouts, never trained
+        self.rollout = RNNLM(lm)  # the copy of the generator that draws the rollouts, never trained
         self.rollout.load_state_dict(self.generator.state_dict())
         self.rollout.requires_grad_(False)
         self.discriminator = TextCNN(c.vocab_size, c.disc_embed_dim, c.filter_sizes, c.num_filters, c.disc_dropout)
@@ -280,7 +284,7 @@ class TextGAN(nn.Module):
 
     @torch.no_grad()
     def update_rollout(self) -> None:
-        """Move the rollout copy toward the generator: θ_r ← ρ θ_r + (1 − ρ) θ_g (SeqGAN's delayed update)."""
+        """Move the rollout copy toward the generator: θ_r ← ρ θ_r + (1 − ρ) θ_g (ρ = 0: a copy)."""
         rate = self.config.rollout_update_rate
         for mine, theirs in zip(self.rollout.parameters(), self.generator.parameters()):
             mine.mul_(rate).add_(theirs.detach(), alpha=1 - rate)
