@@ -140,6 +140,7 @@ def test_disc_l2_adds_the_penalty_on_the_output_layer_to_the_discriminator_loss(
     with pytest.raises(UserError, match="disc_l2"):
         tiny_gan(disc_l2=-1.0)
 
+
 def train_losses(run_dir):
     records = []
     for phase in ("mle", "discriminator", "adversarial"):

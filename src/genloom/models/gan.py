@@ -325,10 +325,8 @@ def check_config(config: GANConfig) -> None:
     require_at_least(config, ("embed_dim", "hidden_dim", "num_layers", "max_length", "disc_embed_dim", "rollouts",
                               "generator_steps"))
     require_at_least(config, ("min_length", "disc_pretrain_epochs", "adversarial_rounds",
-                              "disc_steps"), minimum=0)
+                              "disc_steps", "disc_l2"), minimum=0)
     require_fraction(config, ("disc_dropout", "rollout_update_rate"))
-    if config.disc_l2 < 0:
-        raise UserError(f"model.disc_l2 must be ≥ 0, got {config.disc_l2}.")
     if len(config.filter_sizes) != len(config.num_filters) or not config.filter_sizes:
         raise UserError(f"model.filter_sizes and model.num_filters must be non-empty lists of the same length, got "
                         f"{len(config.filter_sizes)} and {len(config.num_filters)}.")
