@@ -96,7 +96,7 @@ class TrainConfig:
     (PyTorch's ReduceLROnPlateau; Texar's VAE recipe); ``max_plateaus`` ends the
     run at that many cuts. ``grad_accum`` micro-batches make one
     optimizer step. Evaluation on the validation split every ``eval_every`` steps
-    and at each epoch end; ``patience`` evaluations without improvement stop the
+    (unset: at each epoch end) and after the last step; ``patience`` evaluations without improvement stop the
     run early. ``device: auto`` picks CUDA when present; ``precision: auto`` uses
     bf16 autocast on CUDA and fp32 elsewhere. ``compile`` runs the training
     step through ``torch.compile`` (worth it for Transformers on a GPU; the first

@@ -64,6 +64,19 @@ def test_a_run_stopped_at_step_k_and_resumed_gives_the_same_losses(tmp_path, mon
         assert lrs[4] < lrs[0] and lrs[-1] < lrs[4]  # cuts both before and after step 5
 
 
+def valid_steps(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r["step"] for r in map(json.loads, lines) if r["split"] == "valid"]
+
+
+def test_evaluation_follows_eval_every_and_else_the_epochs(tmp_path):
+    # the tiny corpus is 5 batches of 64 an epoch: epoch ends fall at steps 5, 10, 15
+    genloom.train(tiny_recipe(tmp_path / "steps", max_steps=14, eval_every=3, batch_size=64))
+    assert valid_steps(tmp_path / "steps" / "run") == [3, 6, 9, 12, 14]  # and after the last step
+    genloom.train(tiny_recipe(tmp_path / "epochs", max_steps=None, epochs=3, eval_every=None, batch_size=64))
+    assert valid_steps(tmp_path / "epochs" / "run") == [5, 10, 15]
+
+
 def test_same_seed_same_losses(tmp_path):
     genloom.train(tiny_recipe(tmp_path / "a"))
     genloom.train(tiny_recipe(tmp_path / "b"))

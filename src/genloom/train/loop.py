@@ -335,7 +335,8 @@ def fit(
                     state["epoch"], state["batch"], state["carry"] = state["epoch"] + 1, 0, None
                 if state["step"] >= total_steps:
                     stop = True
-                if state["step"] % eval_every == 0 or epoch_done or stop:
+                # Evaluate every eval_every steps (once an epoch when it is unset) and at the end.
+                if state["step"] % eval_every == 0 or (epoch_done and cfg.eval_every is None) or stop:
                     reason = run_eval()
                     if reason:
                         bar.write(reason)
