@@ -1,6 +1,6 @@
 """SeqGAN's synthetic experiment with its exact oracle: NLL-oracle of MLE and of SeqGAN, with curves.
 
-    python benchmarks/gan_oracle.py [--device cuda] [--quick]
+    python benchmarks/gan_oracle.py [--device cuda] [--quick] [KEY=VALUE ...]
 
 Samples 10,000 training and 1,000 validation sequences of 20 tokens from the
 oracle LSTM (../shared/data/seqgan_oracle, seed 0), trains configs/seqgan_oracle.yaml
@@ -11,6 +11,9 @@ and at the end of SeqGAN. Also reported: the oracle's own samples (5.75 in
 SOURCE.md) and a uniform random generator. Published (Yu et al. 2017, Table 1):
 random 10.310, MLE 9.038, SeqGAN 8.736. Targets: MLE ≤ 9.04, SeqGAN ≤ 8.73.
 ``--quick`` runs 5 MLE epochs, 1 discriminator epoch and 5 adversarial rounds.
+KEY=VALUE overrides change the recipe (as for ``genloom train``, e.g.
+``model.disc_steps=235``); the results then go to gan_oracle_variant.json, with
+the overrides in the protocol, and the recipe's own results stay.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def main() -> int:
                         help="MLE pretraining alone (no discriminator, no SeqGAN); writes gan_oracle_mle.json")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides (a variant of the recipe)")
     args = parser.parse_args()
     data = require_data("seqgan_oracle")
     device = str(resolve_device(args.device))
@@ -96,14 +100,14 @@ def main() -> int:
     uniform = oracle.nll(torch.randint(0, oracle.vocab_size, (10_000, 20), generator=generator))
 
     recipe = yaml.safe_load((ROOT / "configs" / "seqgan_oracle.yaml").read_text(encoding="utf-8"))
-    out_dir = ROOT / "runs" / "bench_gan_oracle"
+    out_dir = ROOT / "runs" / f"bench_gan_oracle{'_variant' if args.overrides else ''}"
     overrides = [f"out_dir={out_dir}", f"data.train={prepared / 'train.txt'}", f"data.valid={prepared / 'valid.txt'}",
                  f"train.precision={args.precision}"]
     if args.quick:
         overrides += ["train.epochs=5", "model.disc_pretrain_epochs=1", "model.adversarial_rounds=5"]
     if args.mle_only:
         overrides += ["model.disc_pretrain_epochs=0", "model.adversarial_rounds=0"]
-    recipe = apply_overrides(recipe, overrides)
+    recipe = apply_overrides(recipe, overrides + args.overrides)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     run = parse_run_config(recipe)
@@ -141,7 +145,7 @@ def main() -> int:
             model.load_state_dict(load_tensors(weights))
         torch.manual_seed(1)
         scores[name] = nll_oracle(model, loaded.tokenizer, oracle, 10_000)
-    stem = f"gan_oracle{'_mle' if args.mle_only else ''}"
+    stem = f"gan_oracle{'_mle' if args.mle_only else ''}{'_variant' if args.overrides else ''}"
     plot = RESULTS / f"{stem}{'_quick' if args.quick else ''}.png"
     plot_curves(points, plot, run.train.epochs)
     results = {"oracle_samples": {"nll_oracle": round(own, 3)}, "uniform_random": {"nll_oracle": round(uniform, 3)},
@@ -154,6 +158,8 @@ def main() -> int:
                 f"tokens, no end token before 20); MLE = the {model.config.mle_weights} weights of pretraining "
                 f"({run.train.epochs} epochs, {run.train.schedule} LR from {run.train.lr:g}); curves on 2,000 samples; "
                 f"recipe configs/seqgan_oracle.yaml (discriminator steps per round: {model.config.disc_steps})")
+    if args.overrides:
+        protocol = f"RECIPE VARIANT ({' '.join(args.overrides)}): " + protocol
     if args.mle_only:
         protocol = "MLE PRETRAINING ONLY: " + protocol
     if args.quick:
