@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,12 @@ def write_corpus(folder: Path, train: int = 300, valid: int = 40) -> dict[str, s
         path.write_text("\n".join(corpus(size, seed)) + "\n", encoding="utf-8")
         paths[name] = str(path)
     return paths
+
+
+def logged(run_dir: Path, split: str | None = None) -> list[dict]:
+    """The records of a run's ``metrics.jsonl``, all or those of one split (``train`` or ``valid``)."""
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [r for r in map(json.loads, lines) if split is None or r["split"] == split]
 
 
 def tiny_recipe(folder: Path, **train_overrides) -> dict:

@@ -1,8 +1,6 @@
 """Text GANs: rollout rewards, the policy gradient, the discriminator, Gumbel-softmax, and the phased recipe
 (stored losses, resuming in the middle of the adversarial phase, generate/evaluate on the checkpoint)."""
 
-import json
-
 import pytest
 import torch
 
@@ -16,7 +14,7 @@ from genloom.errors import UserError
 from genloom.models.gan import GANConfig, build, gumbel_softmax, inverse_temperature, pad_after_eos
 from genloom.nn.cnn import TextCNN
 from genloom.train.gan import finished_phases
-from tests.conftest import SHARED_DATA, tiny_recipe
+from tests.conftest import SHARED_DATA, logged, tiny_recipe
 
 V = 40
 
@@ -144,9 +142,7 @@ def test_disc_l2_adds_the_penalty_on_the_output_layer_to_the_discriminator_loss(
 def train_losses(run_dir):
     records = []
     for phase in ("mle", "discriminator", "adversarial"):
-        path = run_dir / "phases" / phase / "metrics.jsonl"
-        records += [(phase, r["step"], r["loss"]) for r in map(json.loads, path.read_text().splitlines())
-                    if r["split"] == "train"]
+        records += [(phase, r["step"], r["loss"]) for r in logged(run_dir / "phases" / phase, "train")]
     return records
 
 

@@ -1,7 +1,6 @@
 """Data-parallel training: two CPU processes (gloo, launched by torchrun) train exactly like one process
 with the same global batch."""
 
-import json
 import os
 import subprocess
 import sys
@@ -10,12 +9,11 @@ import pytest
 import yaml
 
 import genloom
-from tests.conftest import tiny_recipe
+from tests.conftest import logged, tiny_recipe
 
 
 def train_losses(run_dir):
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in records if r["split"] == "train"], [r["loss"] for r in records if r["split"] == "valid"]
+    return [r["loss"] for r in logged(run_dir, "train")], [r["loss"] for r in logged(run_dir, "valid")]
 
 
 @pytest.mark.parametrize("batching", ["stream", "sentences"])

@@ -10,12 +10,11 @@ from genloom.config import TrainConfig
 from genloom.errors import UserError
 from genloom.models.rnnlm import RNNLM
 from genloom.train.optim import learning_rate
-from tests.conftest import tiny_recipe
+from tests.conftest import logged, tiny_recipe
 
 
 def train_losses(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [(r["step"], r["loss"]) for r in map(json.loads, lines) if r["split"] == "train"]
+    return [(r["step"], r["loss"]) for r in logged(run_dir, "train")]
 
 
 def stream_recipe(folder, **train):
@@ -59,14 +58,12 @@ def test_a_run_stopped_at_step_k_and_resumed_gives_the_same_losses(tmp_path, mon
     assert len(expected) == 14
     assert train_losses(tmp_path / "b" / "run") == expected
     if batching == "plateau":
-        lrs = [json.loads(line)["lr"] for line in (tmp_path / "a" / "run" / "metrics.jsonl").read_text().splitlines()
-               if json.loads(line)["split"] == "train"]
+        lrs = [r["lr"] for r in logged(tmp_path / "a" / "run", "train")]
         assert lrs[4] < lrs[0] and lrs[-1] < lrs[4]  # cuts both before and after step 5
 
 
 def valid_steps(run_dir):
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r["step"] for r in map(json.loads, lines) if r["split"] == "valid"]
+    return [r["step"] for r in logged(run_dir, "valid")]
 
 
 def test_evaluation_follows_eval_every_and_else_the_epochs(tmp_path):
@@ -127,7 +124,7 @@ def test_early_stopping_and_outputs(tmp_path):
     summary = genloom.train(recipe)
     run = tmp_path / "run"
     assert summary["steps"] < 200
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = logged(run)
     assert {"train", "valid"} <= {r["split"] for r in records}
     assert "tokens_per_s" in records[0] and (run / "curves.png").stat().st_size > 1000
     assert "test_perplexity" in summary
@@ -154,7 +151,7 @@ def test_the_plateau_schedule_cuts_the_lr_after_evaluations_without_improvement(
     recipe = tiny_recipe(tmp_path, max_steps=40, eval_every=1, log_every=1, lr=2.0, optimizer="sgd", grad_clip=None,
                          schedule="plateau", plateau_patience=2, lr_decay=0.5)
     genloom.train(recipe)
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    records = logged(tmp_path / "run")
     best, since, cuts, expected = float("inf"), 0, 0, {}
     for r in records:  # replay the rule on the logged validation losses
         if r["split"] == "valid":
