@@ -7,7 +7,8 @@ oracle LSTM (../shared/data/seqgan_oracle, seed 0), trains configs/seqgan_oracle
 (MLE pretraining, discriminator pretraining, adversarial rounds), and measures
 NLL-oracle, the oracle's mean NLL per token of sequences the generator samples:
 on 2,000 samples at every evaluation (the curves) and on 10,000 at the end of MLE
-and at the end of SeqGAN. Also reported: the oracle's own samples (5.75 in
+and at the end of SeqGAN, with a standard error (about 0.007 nats: differences
+smaller than that are the sampler's noise). Also reported: the oracle's own samples (5.75 in
 SOURCE.md) and a uniform random generator. Published (Yu et al. 2017, Table 1):
 random 10.310, MLE 9.038, SeqGAN 8.736. Targets: MLE ≤ 9.04, SeqGAN ≤ 8.73.
 ``--quick`` runs 5 MLE epochs, 1 discriminator epoch and 5 adversarial rounds.
@@ -45,8 +46,9 @@ PUBLISHED = {"yu2017": {"random": 10.310, "mle": 9.038, "scheduled_sampling": 8.
 TARGETS = {"mle": 9.04, "seqgan": 8.73}
 
 
-def nll_oracle(model: TextGAN, tokenizer: Tokenizer, oracle: Oracle, count: int) -> float:
-    """NLL-oracle of ``count`` sequences sampled from the generator (20 tokens each, ``w<id>`` words)."""
+def oracle_scores(model: TextGAN, tokenizer: Tokenizer, oracle: Oracle, count: int) -> torch.Tensor:
+    """The oracle's NLL per token of each of ``count`` sequences sampled from the generator (20 tokens each,
+    ``w<id>`` words): (count,). Their mean is NLL-oracle."""
     was_training = model.training
     model.eval()
     rows = []
@@ -54,7 +56,7 @@ def nll_oracle(model: TextGAN, tokenizer: Tokenizer, oracle: Oracle, count: int)
         samples = model.sample(min(1000, count - start))[:, : oracle.length].cpu()  # (n, 20)
         rows += [[tokenizer.id_to_token(i) for i in row] for row in samples.tolist()]
     model.train(was_training)
-    return oracle.nll(from_words(rows))
+    return oracle.sequence_nll(from_words(rows))
 
 
 def plot_curves(points: list[tuple[str, float, float]], path: Path, pretrain_epochs: int) -> None:
@@ -126,7 +128,7 @@ def main() -> int:
         else:
             round_length = model.config.generator_steps + model.config.disc_steps
             x = run.train.epochs + int(model.adversarial_updates) / round_length
-        value = nll_oracle(model, tokenizer[0], oracle, 2_000)
+        value = float(oracle_scores(model, tokenizer[0], oracle, 2_000).mean())
         points.append((model.phase, x, value))
         return {"nll_oracle": value}
 
@@ -144,18 +146,23 @@ def main() -> int:
         if weights is not None:
             model.load_state_dict(load_tensors(weights))
         torch.manual_seed(1)
-        scores[name] = nll_oracle(model, loaded.tokenizer, oracle, 10_000)
+        per_sequence = oracle_scores(model, loaded.tokenizer, oracle, 10_000)
+        scores[name] = float(per_sequence.mean()), float(per_sequence.std() / len(per_sequence) ** 0.5)
     stem = f"gan_oracle{'_mle' if args.mle_only else ''}{'_variant' if args.overrides else ''}"
     plot = RESULTS / f"{stem}{'_quick' if args.quick else ''}.png"
     plot_curves(points, plot, run.train.epochs)
     results = {"oracle_samples": {"nll_oracle": round(own, 3)}, "uniform_random": {"nll_oracle": round(uniform, 3)},
-               "mle": {"nll_oracle": round(scores["mle"], 3), "epochs": run.train.epochs}}
+               "mle": {"nll_oracle": round(scores["mle"][0], 3), "standard_error": round(scores["mle"][1], 4),
+                       "epochs": run.train.epochs}}
     if "seqgan" in scores:
-        results["seqgan"] = {"nll_oracle": round(scores["seqgan"], 3), "rounds": model.config.adversarial_rounds}
+        results["seqgan"] = {"nll_oracle": round(scores["seqgan"][0], 3),
+                             "standard_error": round(scores["seqgan"][1], 4), "rounds": model.config.adversarial_rounds}
     results["curve"] = [{"phase": p, "x": round(x, 2), "nll_oracle": round(y, 3)} for p, x, y in points]
     protocol = ("SeqGAN synthetic data: 10,000 training sequences of 20 tokens from the original oracle LSTM (seed 0); "
                 "NLL-oracle = the oracle's mean NLL per token (nats) of 10,000 generator samples (multinomial, 20 "
-                f"tokens, no end token before 20); MLE = the {model.config.mle_weights} weights of pretraining "
+                "tokens, no end token before 20), with its standard error (the per-sequence scores' standard "
+                "deviation / 100: the figure moves by about that with the random stream); "
+                f"MLE = the {model.config.mle_weights} weights of pretraining "
                 f"({run.train.epochs} epochs, {run.train.schedule} LR from {run.train.lr:g}); curves on 2,000 samples; "
                 f"recipe configs/seqgan_oracle.yaml (discriminator steps per round: {model.config.disc_steps})")
     if args.overrides:
@@ -170,9 +177,10 @@ def main() -> int:
         "phases_wall_s": {k: round(v["wall_s"], 1) for k, v in summary["phases"].items()},
     })
     print(f"\nNLL-oracle: oracle's own samples {own:.3f}, uniform {uniform:.3f}")
-    for name, value in scores.items():
+    for name, (value, error) in scores.items():
         verdict = "met" if value <= TARGETS[name] else "NOT met"
-        print(f"{name:<8}{value:8.3f}   published {PUBLISHED['yu2017'][name]}, target ≤ {TARGETS[name]} ({verdict})")
+        print(f"{name:<8}{value:8.3f} ± {error:.3f} (s.e.)   published {PUBLISHED['yu2017'][name]}, "
+              f"target ≤ {TARGETS[name]} ({verdict})")
     print(f"written: {path} and {plot}")
     return 0
 

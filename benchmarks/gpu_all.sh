@@ -8,6 +8,9 @@
 #   shakespeare  shakespeare_char.py --gpu-recipe (nanoGPT's 6x384 model, torch.compile, bf16), then lm_speed
 #   vae          vae_ptb.py --models vae --batch-size 64          vae_lm   the same-size LSTM LM (--models lstm_lm)
 #   gan_oracle   gan_oracle.py (the whole SeqGAN oracle recipe)   gan_coco gan_coco.py (MLE, SeqGAN, Gumbel GAN)
+#                with GAN_ORACLE_OVERRIDES (KEY=VALUE ...) set, that variant of the recipe (gan_oracle_variant.json), e.g.
+#                GAN_ORACLE_OVERRIDES="model.pg_reduction=sum model.disc_l2=0.1 model.disc_steps=235" (README, "The
+#                SeqGAN oracle gap")
 # A job past its deadline is stopped; a stopped VAE or LM run is then scored from its best weights so far with
 # `genloom evaluate` (marked PARTIAL in its log). SECONDS (default 540) is the whole budget. The results JSON/PNG,
 # the runs' metrics.jsonl and each job's log end up in OUT_DIR/results.tar.gz; the logs also in OUT_DIR.
@@ -54,7 +57,8 @@ if wanted vae_lm; then
     pids+=($!)
 fi
 if wanted gan_oracle; then
-    ( timeout $(until_end_minus 20) python3 benchmarks/gan_oracle.py --device "$device" --precision fp32 ) > "$out/gan.log" 2>&1 &
+    ( timeout $(until_end_minus 20) python3 benchmarks/gan_oracle.py --device "$device" --precision fp32 \
+          ${GAN_ORACLE_OVERRIDES:-} ) > "$out/gan.log" 2>&1 &
     pids+=($!)
 fi
 if wanted gan_coco; then

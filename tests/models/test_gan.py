@@ -77,6 +77,16 @@ def test_the_policy_gradient_raises_the_log_probability_of_a_rewarded_sequence()
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.generator.parameters())
 
 
+def test_the_summed_policy_gradient_is_the_per_token_mean_times_the_tokens():
+    mean, summed = tiny_gan(), tiny_gan(pg_reduction="sum")
+    samples = mean.sample(4)
+    rewards = torch.rand(samples.shape, generator=torch.Generator().manual_seed(1))
+    tokens = int((samples != PAD_ID).sum())
+    assert tokens > 4
+    assert float(summed.policy_gradient_loss(samples, rewards)) == pytest.approx(
+        float(mean.policy_gradient_loss(samples, rewards)) * tokens, rel=1e-5)
+
+
 def test_the_discriminator_separates_real_from_shuffled_text():
     texts = corpus(600, seed=0)
     tokenizer = Tokenizer.train("word", texts, 100)
@@ -216,6 +226,9 @@ def test_the_seqgan_oracle_scores_its_own_samples_as_documented():
     samples = oracle.sample(500, generator)
     assert samples.shape == (500, 20)
     assert oracle.nll(samples) == pytest.approx(5.75, abs=0.15)  # SOURCE.md: 5.75 on 10,000 samples
+    per_sequence = oracle.sequence_nll(samples)  # one score a sequence, NLL-oracle their mean
+    assert per_sequence.shape == (500,) and float(per_sequence.mean()) == pytest.approx(oracle.nll(samples))
+    assert torch.allclose(oracle.sequence_nll(samples[:2]), per_sequence[:2])  # a sequence's score is its own
     assert oracle.nll(torch.randint(0, 5000, (500, 20), generator=generator)) == pytest.approx(11.43, abs=0.15)
     assert torch.equal(from_words([line.split() for line in as_text(samples[:3])]), samples[:3])
     with pytest.raises(ValueError, match="not an oracle token"):

@@ -18,7 +18,8 @@ NAMES = ("embedding", "Wi", "Ui", "bi", "Wf", "Uf", "bf", "Wog", "Uog", "bog", "
 
 
 class Oracle:
-    """The target LSTM: ``sample`` sequences of its tokens and score sequences with ``nll``."""
+    """The target LSTM: ``sample`` sequences of its tokens and score sequences with ``nll`` (or, one score a
+    sequence, ``sequence_nll``)."""
 
     def __init__(self, params: dict[str, Tensor], length: int = 20):
         self.p, self.length = params, length
@@ -58,16 +59,19 @@ class Oracle:
         return torch.stack(tokens, 1)
 
     @torch.no_grad()
-    def nll(self, tokens: Tensor) -> float:
-        """The oracle's mean negative log-likelihood per token (nats) of (N, length) sequences."""
+    def sequence_nll(self, tokens: Tensor) -> Tensor:
+        """The oracle's negative log-likelihood per token (nats) of each of (N, length) sequences: (N,)."""
         x, h, c = self._start(tokens.size(0))
-        total = torch.zeros(())
+        total = torch.zeros(tokens.size(0))
         for t in range(tokens.size(1)):
             logits, h, c = self._step(x, h, c)
-            total += torch.nn.functional.cross_entropy(logits, tokens[:, t], reduction="sum")
+            total += torch.nn.functional.cross_entropy(logits, tokens[:, t], reduction="none")
             x = self.p["embedding"][tokens[:, t]]
-        return float(total) / tokens.numel()
+        return total / tokens.size(1)
 
+    def nll(self, tokens: Tensor) -> float:
+        """The oracle's mean negative log-likelihood per token (nats) of (N, length) sequences: NLL-oracle."""
+        return float(self.sequence_nll(tokens).mean())
 
 def as_text(tokens: Tensor) -> list[str]:
     """Oracle token ids → lines of words ``w<id>``."""

@@ -68,6 +68,13 @@ class GANConfig:
     to ρ θ_rollout + (1 − ρ) θ_generator. The SeqGAN and Texygen code pass 0.8, but
     their rollout graph reads the generator's live variables and is never rebuilt,
     so their results come from ρ = 0 (the current generator); the recipes use 0.
+    ``pg_reduction``: the policy-gradient loss is the ``mean`` over the batch's tokens
+    or their ``sum``, as the SeqGAN and Texygen code. Adam is blind to the loss's
+    scale except where gradients are near its ε (1e-8), and a strong discriminator's
+    rewards are tiny (a mean of 0.005): most per-token-mean gradients then fall
+    below ε, and the generator's entropy climbs; the sum's, B·L times larger, do not
+    (it delays that climb, it does not end the oracle drift: README, "The SeqGAN
+    oracle gap"). With the sum, generator steps also log the summed loss.
     """
 
     vocab_size: int = 0
@@ -87,6 +94,7 @@ class GANConfig:
     adversarial_lr: float | None = None
     rollouts: int = 16
     rollout_update_rate: float = 0.8
+    pg_reduction: Literal["mean", "sum"] = "mean"
     gumbel_temperature_max: float = 100.0
     disc_pretrain_epochs: int = 10
     adversarial_rounds: int = 200
@@ -233,12 +241,14 @@ class TextGAN(nn.Module):
         return rewards
 
     def policy_gradient_loss(self, samples: Tensor, rewards: Tensor) -> Tensor:
-        """REINFORCE: −Σ_t log π(y_t | y_<t) · R_t over real (non-padding) positions, per token."""
+        """REINFORCE: −Σ_t log π(y_t | y_<t) · R_t over real (non-padding) positions, summed or per token
+        (``pg_reduction``)."""
         inputs = torch.cat([torch.full_like(samples[:, :1], BOS_ID), samples[:, :-1]], 1)  # (B, L)
         logits, _ = self.generator(inputs)  # (B, L, V)
         log_probs = torch.log_softmax(logits.float(), -1).gather(2, samples[:, :, None]).squeeze(2)  # (B, L)
         mask = samples != PAD_ID
-        return -(log_probs * rewards * mask).sum() / mask.sum()
+        total = -(log_probs * rewards * mask).sum()
+        return total if self.config.pg_reduction == "sum" else total / mask.sum()
 
     def gumbel_generator_loss(self, batch: Batch) -> Tensor:
         """The relativistic generator loss on relaxed samples: BCE(D(fake) − D(real), 1), gradients through
