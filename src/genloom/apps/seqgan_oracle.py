@@ -73,6 +73,7 @@ class Oracle:
         """The oracle's mean negative log-likelihood per token (nats) of (N, length) sequences: NLL-oracle."""
         return float(self.sequence_nll(tokens).mean())
 
+
 def as_text(tokens: Tensor) -> list[str]:
     """Oracle token ids → lines of words ``w<id>``."""
     return [" ".join(f"w{t}" for t in row) for row in tokens.tolist()]
