@@ -7,6 +7,8 @@
 # barely slow one another):
 #   shakespeare  shakespeare_char.py --gpu-recipe (nanoGPT's 6x384 model, torch.compile, bf16), then lm_speed
 #   vae          vae_ptb.py --models vae --batch-size 64          vae_lm   the same-size LSTM LM (--models lstm_lm)
+#   vae_variant  the same with VAE_OVERRIDES (KEY=VALUE ...) set  vae_variant_lm   its LM (vae_ptb_variant.json), e.g.
+#                VAE_OVERRIDES="model.tie_embeddings=true model.dropout=0.6" (README, "Benchmarks": the VAE target)
 #   gan_oracle   gan_oracle.py (the whole SeqGAN oracle recipe)   gan_coco gan_coco.py (MLE, SeqGAN, Gumbel GAN)
 #                with GAN_ORACLE_OVERRIDES (KEY=VALUE ...) set, that variant of the recipe (gan_oracle_variant.json), e.g.
 #                GAN_ORACLE_OVERRIDES="model.pg_reduction=sum model.disc_l2=0.1 model.disc_steps=235" (README, "The
@@ -46,16 +48,22 @@ if wanted shakespeare; then
           --train-batch 32 ) > "$out/lm.log" 2>&1 &
     pids+=($!)
 fi
-if wanted vae; then
-    ( timeout $(until_end_minus 120) python3 benchmarks/vae_ptb.py --device "$device" --models vae --batch-size 64 \
-          --precision fp32 || scored_partial vae runs/bench_vae_ptb_vae 100 --iw-samples 500 ) > "$out/vae.log" 2>&1 &
-    pids+=($!)
-fi
-if wanted vae_lm; then
-    ( timeout $(until_end_minus 200) python3 benchmarks/vae_ptb.py --device "$device" --models lstm_lm --batch-size 64 \
-          --precision fp32 || scored_partial lstm_lm runs/bench_vae_ptb_lstm_lm 60 ) > "$out/vae_lm.log" 2>&1 &
-    pids+=($!)
-fi
+for variant in "" _variant; do  # the recipe, and with VAE_OVERRIDES its variant
+    overrides=""
+    [[ -n $variant ]] && overrides=${VAE_OVERRIDES:-}
+    if wanted vae$variant && [[ -z $variant || -n $overrides ]]; then
+        ( timeout $(until_end_minus 120) python3 benchmarks/vae_ptb.py --device "$device" --models vae --batch-size 64 \
+              --precision fp32 $overrides || scored_partial vae runs/bench_vae_ptb${variant}_vae 100 --iw-samples 500
+        ) > "$out/vae$variant.log" 2>&1 &
+        pids+=($!)
+    fi
+    if wanted vae${variant}_lm && [[ -z $variant || -n $overrides ]]; then
+        ( timeout $(until_end_minus 200) python3 benchmarks/vae_ptb.py --device "$device" --models lstm_lm \
+              --batch-size 64 --precision fp32 $overrides || scored_partial lstm_lm runs/bench_vae_ptb${variant}_lstm_lm 60
+        ) > "$out/vae${variant}_lm.log" 2>&1 &
+        pids+=($!)
+    fi
+done
 if wanted gan_oracle; then
     ( timeout $(until_end_minus 20) python3 benchmarks/gan_oracle.py --device "$device" --precision fp32 \
           ${GAN_ORACLE_OVERRIDES:-} ) > "$out/gan.log" 2>&1 &

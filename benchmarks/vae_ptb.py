@@ -1,6 +1,7 @@
 """The LSTM sentence VAE on Penn Treebank, next to the RNN language model of the same size.
 
     python benchmarks/vae_ptb.py [--device cuda] [--iw-samples 500] [--batch-size 64] [--models vae lstm_lm] [--quick]
+                                 [--resume] [KEY=VALUE ...]
 
 Trains configs/vae_ptb.yaml, then the same recipe as a plain LSTM language model
 (family rnnlm, one layer, the same embedding and hidden sizes, dropout, data,
@@ -13,7 +14,11 @@ variance > 0.01). Published: Texar-PyTorch LSTM VAE NLL 102.54 (PPL 107.64);
 Sentence-VAE (timbmg) NLL 103.97 with KL 7.27; Bowman et al. a VAE about 1 nat
 behind their LSTM LM with KL ≈ 2. Target: VAE test NLL ≤ 102 with KL ≥ 2 and at
 least 5 active units. ``--quick`` trains 2 epochs each with 50 IW samples and
-writes vae_ptb_quick.json.
+writes vae_ptb_quick.json. KEY=VALUE overrides change the VAE recipe before the
+LM is derived from it (as for ``genloom train``, e.g. ``train.epochs=10``); the
+results then go to vae_ptb_variant.json, with the overrides in the protocol.
+``--resume`` continues each model's stopped run from its last snapshot (saved at
+every evaluation) instead of starting afresh: a CPU run can span sessions.
 """
 
 from __future__ import annotations
@@ -41,13 +46,15 @@ PUBLISHED = {
 }
 
 
-def recipes(data: Path, quick: bool, batch_size: int | None, precision: str) -> dict[str, dict]:
-    """The VAE recipe and the language model of the same size, on the same data and optimizer.
+def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, variant: list[str]) -> dict[str, dict]:
+    """The VAE recipe (with the ``variant``'s overrides) and the language model of the same size, on the same
+    data and optimizer.
 
     ``batch_size`` replaces the recipe's 32 (a GPU is idle at 32); the KL annealing then still spans the
     same number of epochs, since its length is counted in updates.
     """
     vae = yaml.safe_load((ROOT / "configs" / "vae_ptb.yaml").read_text(encoding="utf-8"))
+    vae = apply_overrides(vae, variant)
     overrides = [f"data.train={data / 'ptb.train.txt.gz'}", f"data.valid={data / 'ptb.valid.txt.gz'}",
                  f"train.precision={precision}"]
     anneal = vae["model"]["kl_anneal_steps"] // (10 if quick else 1)  # quick: over 1 of its 2 epochs
@@ -61,9 +68,10 @@ def recipes(data: Path, quick: bool, batch_size: int | None, precision: str) -> 
     model = vae["model"]
     lm = {**vae, "family": "rnnlm", "model": {"cell": model["cell"], "embed_dim": model["embed_dim"],
                                                "hidden_dim": model["hidden_dim"], "num_layers": 1,
-                                               "dropout": model["dropout"]}}
+                                               "dropout": model["dropout"],
+                                               "tie_embeddings": model.get("tie_embeddings", False)}}
     for name, recipe in (("vae", vae), ("lstm_lm", lm)):
-        recipe["out_dir"] = str(ROOT / "runs" / f"bench_vae_ptb_{name}")
+        recipe["out_dir"] = str(ROOT / "runs" / f"bench_vae_ptb{'_variant' if variant else ''}_{name}")
     return {"vae": vae, "lstm_lm": lm}
 
 
@@ -77,20 +85,27 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="instead of the recipe's 32 (e.g. 64 on a GPU)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each model's stopped run from its last snapshot instead of starting afresh")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides (a variant of the recipe)")
     args = parser.parse_args()
+    stem = "vae_ptb_variant" if args.overrides else "vae_ptb"
     data = require_data("ptb")
     device = str(resolve_device(args.device))
     samples = args.iw_samples or (50 if args.quick else 500)
     test = data / "ptb.test.txt.gz"
     start = time.time()
     results = {}
-    for name, recipe in recipes(data, args.quick, args.batch_size, args.precision).items():
+    models = recipes(data, args.quick, args.batch_size, args.precision, args.overrides)
+    recipe_model = models["vae"]["model"]
+    for name, recipe in models.items():
         if name not in args.models:
             continue
-        if Path(recipe["out_dir"]).exists():
+        resume = args.resume and (Path(recipe["out_dir"]) / "state" / "latest.json").is_file()  # else afresh
+        if Path(recipe["out_dir"]).exists() and not resume:
             shutil.rmtree(recipe["out_dir"])
         began = time.time()
-        summary = genloom.train(recipe, device=device)
+        summary = genloom.train(recipe, device=device, resume=resume)
         trained = time.time() - began
         model = genloom.load(recipe["out_dir"], device=device)
         if name == "vae":
@@ -105,23 +120,33 @@ def main() -> int:
         results[name] = {key: round(value, 3) if isinstance(value, float) else value for key, value in figures.items()}
         results[name].update(train_wall_s=round(trained, 1), eval_wall_s=round(time.time() - began - trained, 1),
                              steps=summary["steps"], batch_size=recipe["train"]["batch_size"],
-                             device=device_description(device))
-    for name, earlier in earlier_results("vae_ptb", args.quick).items():
-        if not (name == "vae_partial" and "vae" in results):  # a VAE stopped early, superseded by this one
-            results.setdefault(name, earlier)
+                             embed_dim=recipe["model"]["embed_dim"], hidden_dim=recipe["model"]["hidden_dim"],
+                             device=device_description(device), **({"resumed": True} if resume else {}))
+    size = {key: recipe_model[key] for key in ("embed_dim", "hidden_dim")}
+    superseded = {}
+    for name, earlier in earlier_results(stem, args.quick).items():
+        if name in results or (name == "vae_partial" and "vae" in results):  # a VAE stopped early: replaced
+            continue
+        if {key: earlier.get(key) for key in size} == size:
+            results[name] = earlier
+        else:  # a model of another size is no longer "the same recipe": kept aside, not compared
+            superseded[name] = earlier
     protocol = (f"Penn Treebank (Mikolov 10k vocabulary), test split (3,761 sentences); NLL in nats per sentence summed "
                 f"over its words and <eos>: the VAE's by the importance-weighted estimate with {samples} samples from "
                 "q(z|x), the LM's exact; perplexity = exp(total NLL / total tokens incl. <eos>); KL per sentence; mutual "
                 "information per batch of 64 (He et al. 2019), averaged; active units: posterior-mean variance > 0.01; "
                 "best-validation-ELBO weights")
+    if args.overrides:
+        protocol = f"RECIPE VARIANT ({' '.join(args.overrides)}): " + protocol
     if args.quick:
         protocol = "QUICK RUN (2 epochs each, not the full recipe): " + protocol
     vae = results.get("vae")
     met = vae is not None and vae["nll"] <= 102 and vae["kl"] >= 2 and vae["active_units"] >= 5
-    path = write_result("vae_ptb", args.quick, {
+    path = write_result(stem, args.quick, {
         "device": device_description(device), "wall_s": round(time.time() - start, 1), "protocol": protocol,
         "results": results, "published": PUBLISHED,
         "target": {"vae": "nll <= 102 with kl >= 2 and active_units >= 5", "met": met},
+        **({"superseded": superseded} if superseded else {}),
     })
     print(f"\n{'model':<12}{'NLL':>9}{'PPL':>9}{'KL':>7}{'MI':>7}{'AU':>4}{'train s':>9}")
     for name, r in results.items():

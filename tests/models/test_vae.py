@@ -8,6 +8,7 @@ import torch
 
 import genloom
 from genloom.apps import latent
+from genloom.checkpoint import load_tensors, save_tensors
 from genloom.data.batching import sentence_batches
 from genloom.errors import UserError
 from genloom.models.vae import (VAEConfig, build, free_bits_kl, gaussian_kl, importance_weighted_log_likelihood,
@@ -87,6 +88,23 @@ def test_the_encoder_can_have_its_own_dropout():
     assert tiny_vae(dropout=0.5).encoder.drop.p == 0.5
     model = tiny_vae(dropout=0.5, encoder_dropout=0.0)
     assert model.encoder.drop.p == 0.0 and model.drop.p == 0.5
+
+
+def test_tied_embeddings_share_one_matrix_through_a_saved_checkpoint(tmp_path):
+    model = tiny_vae(tie_embeddings=True)  # hidden 16 ≠ embed 12: a projection to the embedding size
+    assert model.output.weight is model.embed.weight and model.project.weight.shape == (12, 16)
+    assert isinstance(tiny_vae(tie_embeddings=True, hidden_dim=12).project, torch.nn.Identity)
+    model.loss(random_batch()).loss.backward()
+    assert model.embed.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.embed.weight.add_(1.0)  # away from the fresh model's initial weights
+    path = tmp_path / "weights.safetensors"
+    save_tensors(path, model.state_dict())  # the shared matrix is written under both names
+    reloaded = tiny_vae(tie_embeddings=True)
+    reloaded.load_state_dict(load_tensors(path))
+    assert reloaded.output.weight is reloaded.embed.weight
+    assert torch.equal(reloaded.embed.weight, model.embed.weight)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in tiny_vae().parameters())
 
 
 def test_gradients_flow_through_the_reparameterisation():

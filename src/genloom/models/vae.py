@@ -60,6 +60,9 @@ class VAEConfig:
     ``aggressive``: He et al. 2019's aggressive training: ``aggressive_encoder_steps``
     encoder-only updates before each joint update, until the mutual information
     I(x; z) on the validation data stops rising (checked at every evaluation).
+    ``tie_embeddings`` shares the decoder's input embedding with its output layer
+    (Press & Wolf 2017), through a projection of the hidden state to ``embed_dim``
+    when the sizes differ.
     """
 
     vocab_size: int = 0
@@ -82,6 +85,7 @@ class VAEConfig:
     free_bits_per: Literal["dimension", "total"] = "dimension"
     aggressive: bool = False
     aggressive_encoder_steps: int = 5
+    tie_embeddings: bool = False
 
 
 def kl_weight(config: VAEConfig, updates: int) -> float:
@@ -151,13 +155,17 @@ class TextVAE(nn.Module):
         self.decoder = make_rnn(c.cell, c.embed_dim + (c.latent_dim if use_input else 0), c.hidden_dim,
                                 c.decoder_layers, c.dropout)
         self.drop = nn.Dropout(c.dropout)
-        self.output = nn.Linear(c.hidden_dim, c.vocab_size)
+        tie_projection = c.tie_embeddings and c.hidden_dim != c.embed_dim
+        self.project = nn.Linear(c.hidden_dim, c.embed_dim) if tie_projection else nn.Identity()
+        self.output = nn.Linear(c.embed_dim if c.tie_embeddings else c.hidden_dim, c.vocab_size)
+        if c.tie_embeddings:
+            self.output.weight = self.embed.weight
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("aggressive_phase", torch.tensor(bool(c.aggressive)))
         self.register_buffer("last_mutual_info", torch.tensor(float("-inf")))
 
     def decoder_modules(self) -> list[nn.Module]:
-        return [m for m in (self.embed, self.latent_init, self.decoder, self.output) if m is not None]
+        return [m for m in (self.embed, self.latent_init, self.decoder, self.project, self.output) if m is not None]
 
     # q(z|x) and p(x|z).
 
@@ -182,7 +190,7 @@ class TextVAE(nn.Module):
         if self.config.latent_to != "init":
             x = torch.cat([x, z[:, None].expand(-1, tokens.size(1), -1)], -1)  # (B, T, E+Z)
         hidden, state = self.decoder(x, state)  # (B, T, H)
-        return self.output(self.drop(hidden)), state
+        return self.output(self.project(self.drop(hidden))), state
 
     def log_likelihood(self, inputs: Tensor, targets: Tensor, mask: Tensor, z: Tensor) -> Tensor:
         """log p(x|z) per sentence, summed over its tokens (EOS included): (B, T)… and z (B, Z) → (B,)."""
