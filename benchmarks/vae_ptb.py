@@ -18,7 +18,8 @@ writes vae_ptb_quick.json. KEY=VALUE overrides change the VAE recipe before the
 LM is derived from it (as for ``genloom train``, e.g. ``train.epochs=10``); the
 results then go to vae_ptb_variant.json, with the overrides in the protocol.
 ``--resume`` continues each model's stopped run from its last snapshot (saved at
-every evaluation) instead of starting afresh: a CPU run can span sessions.
+every evaluation) instead of starting afresh, so a CPU run can span sessions; the
+row then says ``resumed`` and its train_wall_s counts the last process only.
 """
 
 from __future__ import annotations
