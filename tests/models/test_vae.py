@@ -186,6 +186,14 @@ def test_bad_settings_are_user_errors():
         tiny_vae(kl_cycle_ratio=0.0)
     with pytest.raises(UserError, match="free_bits"):
         tiny_vae(free_bits=-1.0)
+    with pytest.raises(UserError, match="init_range"):
+        tiny_vae(init_range=-0.1)
+
+
+def test_init_range_bounds_every_weight_and_zero_keeps_the_defaults():
+    weights = torch.cat([p.detach().flatten() for p in tiny_vae(init_range=0.05).parameters()])
+    assert float(weights.abs().max()) <= 0.05
+    assert float(tiny_vae().embed.weight.detach().std()) > 0.5  # PyTorch's N(0, 1) embeddings
 
 
 STORED = {"train": [3.7618536949157715, 3.7719342708587646], "valid": [3.755886002310685]}
