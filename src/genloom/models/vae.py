@@ -64,7 +64,7 @@ class VAEConfig:
     (Press & Wolf 2017), through a projection of the hidden state to ``embed_dim``
     when the sizes differ. ``init_range`` > 0 initialises every weight uniformly in
     [-init_range, init_range], as the RNN LM does (Zaremba et al.); 0 keeps
-    PyTorch's defaults, whose N(0, 1) embeddings Adam moves slowly at lr 1e-3.
+    PyTorch's defaults (N(0, 1) embeddings, ±1/√H in the LSTMs and layers).
     """
 
     vocab_size: int = 0
