@@ -51,13 +51,14 @@ fi
 for variant in "" _variant; do  # the recipe, and with VAE_OVERRIDES its variant
     overrides=""
     [[ -n $variant ]] && overrides=${VAE_OVERRIDES:-}
-    if wanted vae$variant && [[ -z $variant || -n $overrides ]]; then
+    [[ -n $variant && -z $overrides ]] && continue  # a variant needs its overrides
+    if wanted vae$variant; then
         ( timeout $(until_end_minus 120) python3 benchmarks/vae_ptb.py --device "$device" --models vae --batch-size 64 \
               --precision fp32 $overrides || scored_partial vae runs/bench_vae_ptb${variant}_vae 100 --iw-samples 500
         ) > "$out/vae$variant.log" 2>&1 &
         pids+=($!)
     fi
-    if wanted vae${variant}_lm && [[ -z $variant || -n $overrides ]]; then
+    if wanted vae${variant}_lm; then
         ( timeout $(until_end_minus 200) python3 benchmarks/vae_ptb.py --device "$device" --models lstm_lm \
               --batch-size 64 --precision fp32 $overrides || scored_partial lstm_lm runs/bench_vae_ptb${variant}_lstm_lm 60
         ) > "$out/vae${variant}_lm.log" 2>&1 &

@@ -15,7 +15,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import masked_cross_entropy
-from genloom.nn.rnn import RNNState, make_rnn, reorder_state
+from genloom.nn.rnn import RNNState, make_rnn, output_head, reorder_state
 from genloom.train.loop import LossOutput
 
 
@@ -50,10 +50,8 @@ class RNNLM(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
         self.drop = nn.Dropout(config.dropout)
         self.rnn = make_rnn(config.cell, config.embed_dim, config.hidden_dim, config.num_layers, config.dropout)
-        tie_projection = config.tie_embeddings and config.hidden_dim != config.embed_dim
-        self.project = nn.Linear(config.hidden_dim, config.embed_dim) if tie_projection else nn.Identity()
-        out_dim = config.embed_dim if config.tie_embeddings else config.hidden_dim
-        self.output = nn.Linear(out_dim, config.vocab_size)
+        self.project, self.output = output_head(config.hidden_dim, config.embed_dim, config.vocab_size,
+                                                config.tie_embeddings)
         if config.init_range > 0:
             for param in self.parameters():
                 nn.init.uniform_(param, -config.init_range, config.init_range)

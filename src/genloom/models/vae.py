@@ -30,7 +30,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import UNK_ID
 from genloom.errors import UserError
-from genloom.nn.rnn import RNNEncoder, RNNState, make_rnn, reorder_state
+from genloom.nn.rnn import RNNEncoder, RNNState, make_rnn, output_head, reorder_state
 from genloom.train.loop import LossOutput
 
 BATCHING = "sentences"  # one latent code per sentence: the recipe batches whole sentences
@@ -158,9 +158,7 @@ class TextVAE(nn.Module):
         self.decoder = make_rnn(c.cell, c.embed_dim + (c.latent_dim if use_input else 0), c.hidden_dim,
                                 c.decoder_layers, c.dropout)
         self.drop = nn.Dropout(c.dropout)
-        tie_projection = c.tie_embeddings and c.hidden_dim != c.embed_dim
-        self.project = nn.Linear(c.hidden_dim, c.embed_dim) if tie_projection else nn.Identity()
-        self.output = nn.Linear(c.embed_dim if c.tie_embeddings else c.hidden_dim, c.vocab_size)
+        self.project, self.output = output_head(c.hidden_dim, c.embed_dim, c.vocab_size, c.tie_embeddings)
         if c.init_range > 0:
             for param in self.parameters():
                 nn.init.uniform_(param, -c.init_range, c.init_range)

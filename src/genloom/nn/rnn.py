@@ -22,6 +22,14 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, 
                        dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
 
 
+def output_head(hidden_size: int, embed_size: int, vocab_size: int, tie: bool) -> tuple[nn.Module, nn.Linear]:
+    """Hidden state → logits: a projection to ``embed_size`` when the output layer is to share an embedding of
+    another width (Press & Wolf 2017), else the identity, then the output layer. The caller ties
+    ``output.weight`` to its embedding, after any re-initialisation."""
+    project = nn.Linear(hidden_size, embed_size) if tie and hidden_size != embed_size else nn.Identity()
+    return project, nn.Linear(embed_size if tie else hidden_size, vocab_size)
+
+
 def map_state(state: RNNState | None, fn) -> RNNState | None:
     """Apply ``fn`` to each tensor of an LSTM or GRU state."""
     if state is None:
