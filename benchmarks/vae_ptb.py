@@ -38,6 +38,8 @@ from common import ROOT, device_description, earlier_results, require_data, writ
 import genloom  # noqa: E402
 from genloom.config import apply_overrides  # noqa: E402
 from genloom.data.readers import read_lines  # noqa: E402
+from genloom.models.rnnlm import RNNLMConfig  # noqa: E402
+from genloom.models.vae import VAEConfig  # noqa: E402
 from genloom.train.loop import resolve_device  # noqa: E402
 
 PUBLISHED = {
@@ -76,6 +78,14 @@ def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, var
     return {"vae": vae, "lstm_lm": lm}
 
 
+def signature(name: str, row: dict) -> dict:
+    """What a result row must share with this run's recipe to stand beside it: the sizes and the initialisation
+    (rows from before rows carried ``init_range`` had their family's default)."""
+    default = (RNNLMConfig if name == "lstm_lm" else VAEConfig)().init_range
+    return {"embed_dim": row.get("embed_dim"), "hidden_dim": row.get("hidden_dim"),
+            "init_range": row.get("init_range", default)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
@@ -98,7 +108,6 @@ def main() -> int:
     start = time.time()
     results = {}
     models = recipes(data, args.quick, args.batch_size, args.precision, args.overrides)
-    recipe_model = models["vae"]["model"]
     for name, recipe in models.items():
         if name not in args.models:
             continue
@@ -121,16 +130,16 @@ def main() -> int:
         results[name] = {key: round(value, 3) if isinstance(value, float) else value for key, value in figures.items()}
         results[name].update(train_wall_s=round(trained, 1), eval_wall_s=round(time.time() - began - trained, 1),
                              steps=summary["steps"], batch_size=recipe["train"]["batch_size"],
-                             embed_dim=recipe["model"]["embed_dim"], hidden_dim=recipe["model"]["hidden_dim"],
+                             **signature(name, recipe["model"]),
                              device=device_description(device), **({"resumed": True} if resume else {}))
-    size = {key: recipe_model[key] for key in ("embed_dim", "hidden_dim")}
     superseded = {}
     for name, earlier in earlier_results(stem, args.quick).items():
         if name in results or (name == "vae_partial" and "vae" in results):  # a VAE stopped early: replaced
             continue
-        if {key: earlier.get(key) for key in size} == size:
+        current = models["lstm_lm" if name == "lstm_lm" else "vae"]["model"]
+        if signature(name, earlier) == signature(name, current):
             results[name] = earlier
-        else:  # a model of another size is no longer "the same recipe": kept aside, not compared
+        else:  # a model of another size or initialisation is no longer "the same recipe": kept aside, not compared
             superseded[name] = earlier
     protocol = (f"Penn Treebank (Mikolov 10k vocabulary), test split (3,761 sentences); NLL in nats per sentence summed "
                 f"over its words and <eos>: the VAE's by the importance-weighted estimate with {samples} samples from "
