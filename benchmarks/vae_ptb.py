@@ -80,7 +80,7 @@ def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, var
 
 def signature(name: str, row: dict) -> dict:
     """What a result row must share with this run's recipe to stand beside it: the sizes and the initialisation
-    (rows from before rows carried ``init_range`` had their family's default)."""
+    (a row written before rows recorded ``init_range`` had its family's default)."""
     default = (RNNLMConfig if name == "lstm_lm" else VAEConfig)().init_range
     return {"embed_dim": row.get("embed_dim"), "hidden_dim": row.get("hidden_dim"),
             "init_range": row.get("init_range", default)}
