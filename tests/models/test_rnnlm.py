@@ -58,3 +58,5 @@ def test_bad_model_settings_are_user_errors():
         build(RNNLMConfig(vocab_size=10, dropout=1.5))
     with pytest.raises(UserError, match="model.hidden_dim"):
         build(RNNLMConfig(vocab_size=10, hidden_dim=0))
+    with pytest.raises(UserError, match="model.init_range"):
+        build(RNNLMConfig(vocab_size=10, init_range=-0.1))

@@ -15,7 +15,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import masked_cross_entropy
-from genloom.nn.rnn import RNNState, make_rnn, output_head, reorder_state
+from genloom.nn.rnn import RNNState, init_and_tie, make_rnn, output_head, reorder_state
 from genloom.train.loop import LossOutput
 
 
@@ -52,11 +52,7 @@ class RNNLM(nn.Module):
         self.rnn = make_rnn(config.cell, config.embed_dim, config.hidden_dim, config.num_layers, config.dropout)
         self.project, self.output = output_head(config.hidden_dim, config.embed_dim, config.vocab_size,
                                                 config.tie_embeddings)
-        if config.init_range > 0:
-            for param in self.parameters():
-                nn.init.uniform_(param, -config.init_range, config.init_range)
-        if config.tie_embeddings:
-            self.output.weight = self.embed.weight
+        init_and_tie(self, config.init_range, self.embed, self.output, config.tie_embeddings)
 
     def forward(self, tokens: Tensor, state: RNNState | None = None) -> tuple[Tensor, RNNState]:
         """Logits for every position.
@@ -101,6 +97,7 @@ def check_config(config: RNNLMConfig) -> None:
     """Invariants with messages that say what was expected and what was given."""
     require_at_least(config, ("embed_dim", "hidden_dim", "num_layers"))
     require_fraction(config, ("dropout",))
+    require_at_least(config, ("init_range",), minimum=0)
 
 
 def build(config: RNNLMConfig) -> RNNLM:

@@ -30,7 +30,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import UNK_ID
 from genloom.errors import UserError
-from genloom.nn.rnn import RNNEncoder, RNNState, make_rnn, output_head, reorder_state
+from genloom.nn.rnn import RNNEncoder, RNNState, init_and_tie, make_rnn, output_head, reorder_state
 from genloom.train.loop import LossOutput
 
 BATCHING = "sentences"  # one latent code per sentence: the recipe batches whole sentences
@@ -159,11 +159,7 @@ class TextVAE(nn.Module):
                                 c.decoder_layers, c.dropout)
         self.drop = nn.Dropout(c.dropout)
         self.project, self.output = output_head(c.hidden_dim, c.embed_dim, c.vocab_size, c.tie_embeddings)
-        if c.init_range > 0:
-            for param in self.parameters():
-                nn.init.uniform_(param, -c.init_range, c.init_range)
-        if c.tie_embeddings:
-            self.output.weight = self.embed.weight
+        init_and_tie(self, c.init_range, self.embed, self.output, c.tie_embeddings)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("aggressive_phase", torch.tensor(bool(c.aggressive)))
         self.register_buffer("last_mutual_info", torch.tensor(float("-inf")))

@@ -25,9 +25,20 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, 
 def output_head(hidden_size: int, embed_size: int, vocab_size: int, tie: bool) -> tuple[nn.Module, nn.Linear]:
     """Hidden state → logits: a projection to ``embed_size`` when the output layer is to share an embedding of
     another width (Press & Wolf 2017), else the identity, then the output layer. The caller ties
-    ``output.weight`` to its embedding, after any re-initialisation."""
+    ``output.weight`` to its embedding after any re-initialisation (``init_and_tie``)."""
     project = nn.Linear(hidden_size, embed_size) if tie and hidden_size != embed_size else nn.Identity()
     return project, nn.Linear(embed_size if tie else hidden_size, vocab_size)
+
+
+def init_and_tie(model: nn.Module, init_range: float, embed: nn.Embedding, output: nn.Linear, tie: bool) -> None:
+    """Initialise every parameter of ``model`` uniformly in [-init_range, init_range] when ``init_range`` > 0
+    (Zaremba et al. 2014; 0 keeps PyTorch's defaults), then, when ``tie``, make ``output`` share ``embed``'s
+    weight (Press & Wolf 2017)."""
+    if init_range > 0:
+        for param in model.parameters():
+            nn.init.uniform_(param, -init_range, init_range)
+    if tie:
+        output.weight = embed.weight
 
 
 def map_state(state: RNNState | None, fn) -> RNNState | None:
