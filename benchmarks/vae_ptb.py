@@ -4,7 +4,7 @@
                                  [--resume] [KEY=VALUE ...]
 
 Trains configs/vae_ptb.yaml, then the same recipe as a plain LSTM language model
-(family rnnlm, one layer, the same embedding and hidden sizes, dropout, data,
+(family rnnlm, as many layers as the VAE's decoder, the same embedding and hidden sizes, dropout, data,
 batching and optimizer), and scores both on the test split with one protocol:
 NLL in nats per sentence, summed over its words and the end-of-sentence token
 (the VAE's by the importance-weighted estimate with ``--iw-samples`` samples,
@@ -70,7 +70,8 @@ def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, var
     vae = apply_overrides(vae, overrides)
     model = vae["model"]
     lm = {**vae, "family": "rnnlm", "model": {"cell": model["cell"], "embed_dim": model["embed_dim"],
-                                               "hidden_dim": model["hidden_dim"], "num_layers": 1,
+                                               "hidden_dim": model["hidden_dim"],
+                                               "num_layers": model.get("decoder_layers", 1),
                                                "dropout": model["dropout"],
                                                "tie_embeddings": model.get("tie_embeddings", False)}}
     for name, recipe in (("vae", vae), ("lstm_lm", lm)):
@@ -79,10 +80,12 @@ def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, var
 
 
 def signature(name: str, row: dict) -> dict:
-    """What a result row must share with this run's recipe to stand beside it: the sizes and the initialisation
-    (a row written before rows recorded ``init_range`` had its family's default)."""
+    """What a result row must share with this run's recipe to stand beside it: the sizes, the number of (decoder)
+    layers and the initialisation (a row written before rows recorded ``layers`` or ``init_range`` had one layer
+    and its family's default)."""
     default = (RNNLMConfig if name == "lstm_lm" else VAEConfig)().init_range
-    return {"embed_dim": row.get("embed_dim"), "hidden_dim": row.get("hidden_dim"),
+    layers = row.get("layers", row.get("num_layers" if name == "lstm_lm" else "decoder_layers", 1))
+    return {"embed_dim": row.get("embed_dim"), "hidden_dim": row.get("hidden_dim"), "layers": layers,
             "init_range": row.get("init_range", default)}
 
 
