@@ -4,8 +4,9 @@
                                  [--resume] [KEY=VALUE ...]
 
 Trains configs/vae_ptb.yaml, then the same recipe as a plain LSTM language model
-(family rnnlm, as many layers as the VAE's decoder, the same embedding and hidden sizes, dropout, data,
-batching and optimizer), and scores both on the test split with one protocol:
+(family rnnlm, as many layers as the VAE's decoder, the same embedding and hidden
+sizes, dropout, data, batching and optimizer), and scores both on the test split
+with one protocol:
 NLL in nats per sentence, summed over its words and the end-of-sentence token
 (the VAE's by the importance-weighted estimate with ``--iw-samples`` samples,
 the LM's exactly), perplexity = exp(total NLL / total tokens), and for the VAE
