@@ -1,6 +1,6 @@
 """SeqGAN's synthetic experiment with its exact oracle: NLL-oracle of MLE and of SeqGAN, with curves.
 
-    python benchmarks/gan_oracle.py [--device cuda] [--quick] [KEY=VALUE ...]
+    python benchmarks/gan_oracle.py [--device cuda] [--quick] [--mle-only] [--seeds S ...] [KEY=VALUE ...]
 
 Samples 10,000 training and 1,000 validation sequences of 20 tokens from the
 oracle LSTM (../shared/data/seqgan_oracle, seed 0), trains configs/seqgan_oracle.yaml
@@ -15,6 +15,9 @@ random 10.310, MLE 9.038, SeqGAN 8.736. Targets: MLE ≤ 9.04, SeqGAN ≤ 8.73.
 KEY=VALUE overrides change the recipe (as for ``genloom train``, e.g.
 ``model.disc_steps=235``); the results then go to gan_oracle_variant.json, with
 the overrides in the protocol, and the recipe's own results stay.
+``--seeds 0 1 2`` trains once per training seed (initialisation and batch order;
+the oracle's data do not change) and writes each seed's figures with their mean
+and standard deviation to <name>_seeds.json and a PNG of their curves.
 """
 
 from __future__ import annotations
@@ -59,15 +62,18 @@ def oracle_scores(model: TextGAN, tokenizer: Tokenizer, oracle: Oracle, count: i
     return oracle.sequence_nll(from_words(rows))
 
 
-def plot_curves(points: list[tuple[str, float, float]], path: Path, pretrain_epochs: int) -> None:
+def plot_curves(curves: dict[str, list[tuple[str, float, float]]], path: Path, pretrain_epochs: int) -> None:
+    """One line a phase of each run in ``curves`` ({label: [(phase, x, NLL-oracle)]}; one run: label "")."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for phase, colour in (("mle", "tab:blue"), ("adversarial", "tab:red")):
-        xs = [x for p, x, _ in points if p == phase]
-        ys = [y for p, _, y in points if p == phase]
-        if xs:
-            ax.plot(xs, ys, color=colour, marker=".", label={"mle": "MLE pretraining",
-                                                             "adversarial": "SeqGAN adversarial"}[phase])
+    for label, points in curves.items():
+        for phase, colour in (("mle", "tab:blue"), ("adversarial", "tab:red")):
+            xs = [x for p, x, _ in points if p == phase]
+            ys = [y for p, _, y in points if p == phase]
+            if xs:
+                name = {"mle": "MLE pretraining", "adversarial": "SeqGAN adversarial"}[phase]
+                ax.plot(xs, ys, color=None if len(curves) > 1 else colour, marker=".",
+                        label=f"{label}: {name}" if label else name)
     ax.axvline(pretrain_epochs, color="grey", linestyle=":", linewidth=1)
     for name, value in (("published MLE", 9.038), ("published SeqGAN", 8.736)):
         ax.axhline(value, linestyle="--", linewidth=0.8, color="grey")
@@ -80,36 +86,23 @@ def plot_curves(points: list[tuple[str, float, float]], path: Path, pretrain_epo
     save_png(fig, path)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
-    parser.add_argument("--quick", action="store_true", help="a few epochs and rounds; writes gan_oracle_quick.json")
-    parser.add_argument("--mle-only", action="store_true",
-                        help="MLE pretraining alone (no discriminator, no SeqGAN); writes gan_oracle_mle.json")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                        help="auto: bf16 autocast on CUDA, fp32 on CPU")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides (a variant of the recipe)")
-    args = parser.parse_args()
-    data = require_data("seqgan_oracle")
-    device = str(resolve_device(args.device))
-    oracle = Oracle.load(data / "target_params.npz")
-    generator = torch.Generator().manual_seed(0)
-    prepared = ROOT / "runs" / "gan_oracle_data"
-    prepared.mkdir(parents=True, exist_ok=True)
-    for name, count in (("train", 10_000), ("valid", 1_000)):
-        (prepared / f"{name}.txt").write_text("\n".join(as_text(oracle.sample(count, generator))) + "\n")
-    own = oracle.nll(oracle.sample(10_000, generator))
-    uniform = oracle.nll(torch.randint(0, oracle.vocab_size, (10_000, 20), generator=generator))
-
-    recipe = yaml.safe_load((ROOT / "configs" / "seqgan_oracle.yaml").read_text(encoding="utf-8"))
-    out_dir = ROOT / "runs" / f"bench_gan_oracle{'_variant' if args.overrides else ''}"
-    overrides = [f"out_dir={out_dir}", f"data.train={prepared / 'train.txt'}", f"data.valid={prepared / 'valid.txt'}",
-                 f"train.precision={args.precision}"]
-    if args.quick:
-        overrides += ["train.epochs=5", "model.disc_pretrain_epochs=1", "model.adversarial_rounds=5"]
+def marked(protocol: str, args: argparse.Namespace) -> str:
+    """``protocol`` headed by what sets this run apart from the published protocol."""
+    if args.overrides:
+        protocol = f"RECIPE VARIANT ({' '.join(args.overrides)}): " + protocol
     if args.mle_only:
-        overrides += ["model.disc_pretrain_epochs=0", "model.adversarial_rounds=0"]
-    recipe = apply_overrides(recipe, overrides + args.overrides)
+        protocol = "MLE PRETRAINING ONLY: " + protocol
+    if args.quick:
+        protocol = "QUICK RUN (5 MLE epochs, 1 discriminator epoch, 5 rounds; not the published protocol): " + protocol
+    return protocol
+
+
+def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, mle_only: bool) -> dict:
+    """Train ``recipe`` afresh into ``out_dir``, with NLL-oracle on 2,000 samples at every evaluation (the curve),
+    then score the MLE generator (the weights ``model.mle_weights`` picks) and, unless ``mle_only``, the SeqGAN
+    generator on 10,000 samples each. → scores {name: (mean, standard error)}, the curve's points, the run config,
+    the model (SeqGAN's config), wall seconds and each phase's."""
+    recipe = apply_overrides(recipe, [f"out_dir={out_dir}"])
     if out_dir.exists():
         shutil.rmtree(out_dir)
     run = parse_run_config(recipe)
@@ -135,12 +128,11 @@ def main() -> int:
     start = time.time()
     summary = gan.train(run, device=device, report=report)
     wall = time.time() - start
-    # The generator at the end of SeqGAN and after MLE (the weights model.mle_weights picks), on 10,000 samples.
     loaded = genloom.load(out_dir, device=device)
     model = loaded.model
     scores = {}
     generators = [("mle", out_dir / "phases" / "mle" / "final.safetensors")]
-    if not args.mle_only:
+    if not mle_only:
         generators.insert(0, ("seqgan", None))  # the loaded run's own weights, before MLE's replace them
     for name, weights in generators:
         if weights is not None:
@@ -148,9 +140,92 @@ def main() -> int:
         torch.manual_seed(1)
         per_sequence = oracle_scores(model, loaded.tokenizer, oracle, 10_000)
         scores[name] = float(per_sequence.mean()), float(per_sequence.std() / len(per_sequence) ** 0.5)
+    return {"scores": scores, "points": points, "run": run, "model": model, "wall_s": wall,
+            "phases_wall_s": {k: round(v["wall_s"], 1) for k, v in summary["phases"].items()}}
+
+
+def seed_study(recipe: dict, args: argparse.Namespace, stem: str, device: str, oracle: Oracle) -> int:
+    """Train the recipe once per ``args.seeds`` (``train.seed``: the generator's and discriminator's initialisation
+    and the batch order; the oracle's data stay those of seed 0) and write each seed's NLL-oracle with their mean
+    and standard deviation to ``<stem>_seeds.json``: how far the figure moves with training noise alone."""
+    start = time.time()
+    per_seed, curves = {}, {}
+    for seed in args.seeds:
+        trained = train_and_score(apply_overrides(recipe, [f"train.seed={seed}"]),
+                                  ROOT / "runs" / f"bench_gan_oracle_seed{seed}", device, oracle, args.mle_only)
+        per_seed[seed] = trained["scores"]
+        curves[f"seed {seed}"] = trained["points"]
+        pretrain_epochs = trained["run"].train.epochs
+        print(f"seed {seed}: " + ", ".join(f"{name} {mean:.3f} ± {error:.3f}"
+                                          for name, (mean, error) in trained["scores"].items()))
+    results = {}
+    for name in per_seed[args.seeds[0]]:
+        values = torch.tensor([per_seed[seed][name][0] for seed in args.seeds], dtype=torch.float64)
+        spread = float(values.std()) if len(values) > 1 else float("nan")
+        results[name] = {"nll_oracle_mean": round(float(values.mean()), 4), "nll_oracle_sd": round(spread, 4),
+                         "per_seed": {str(seed): {"nll_oracle": round(per_seed[seed][name][0], 3),
+                                                  "standard_error": round(per_seed[seed][name][1], 4)}
+                                      for seed in args.seeds}}
+        print(f"{name:<8} mean {float(values.mean()):.3f}, s.d. over seeds {spread:.3f} "
+              f"(target ≤ {TARGETS[name]})")
+    protocol = (f"SEED STUDY (train.seed = {', '.join(map(str, args.seeds))}; the oracle's 10,000 training sequences "
+                "are those of seed 0 for every run): NLL-oracle = the oracle's mean NLL per token (nats) of 10,000 "
+                "generator samples (multinomial, 20 tokens), its standard error within a run, and the mean and "
+                "sample standard deviation of the runs' figures; recipe configs/seqgan_oracle.yaml")
+    protocol = marked(protocol, args)
+    results["curves"] = {label: [{"phase": p, "x": round(x, 2), "nll_oracle": round(y, 3)} for p, x, y in points]
+                         for label, points in curves.items()}
+    plot = RESULTS / f"{stem}_seeds{'_quick' if args.quick else ''}.png"
+    plot_curves(curves, plot, pretrain_epochs)
+    path = write_result(f"{stem}_seeds", args.quick, {
+        "device": device_description(device), "wall_s": round(time.time() - start, 1), "protocol": protocol,
+        "results": results, "published": PUBLISHED,
+        "target": {k: f"nll_oracle <= {v}" for k, v in TARGETS.items()},
+    })
+    print(f"written: {path} and {plot}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
+    parser.add_argument("--quick", action="store_true", help="a few epochs and rounds; writes gan_oracle_quick.json")
+    parser.add_argument("--mle-only", action="store_true",
+                        help="MLE pretraining alone (no discriminator, no SeqGAN); writes gan_oracle_mle.json")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="train once per training seed and report the spread; writes <name>_seeds.json "
+                             "(KEY=VALUE overrides go before --seeds)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides (a variant of the recipe)")
+    args = parser.parse_args()
+    data = require_data("seqgan_oracle")
+    device = str(resolve_device(args.device))
+    oracle = Oracle.load(data / "target_params.npz")
+    generator = torch.Generator().manual_seed(0)
+    prepared = ROOT / "runs" / "gan_oracle_data"
+    prepared.mkdir(parents=True, exist_ok=True)
+    for name, count in (("train", 10_000), ("valid", 1_000)):
+        (prepared / f"{name}.txt").write_text("\n".join(as_text(oracle.sample(count, generator))) + "\n")
+    own = oracle.nll(oracle.sample(10_000, generator))
+    uniform = oracle.nll(torch.randint(0, oracle.vocab_size, (10_000, 20), generator=generator))
+
+    recipe = yaml.safe_load((ROOT / "configs" / "seqgan_oracle.yaml").read_text(encoding="utf-8"))
+    overrides = [f"data.train={prepared / 'train.txt'}", f"data.valid={prepared / 'valid.txt'}",
+                 f"train.precision={args.precision}"]
+    if args.quick:
+        overrides += ["train.epochs=5", "model.disc_pretrain_epochs=1", "model.adversarial_rounds=5"]
+    if args.mle_only:
+        overrides += ["model.disc_pretrain_epochs=0", "model.adversarial_rounds=0"]
+    recipe = apply_overrides(recipe, overrides + args.overrides)
     stem = f"gan_oracle{'_mle' if args.mle_only else ''}{'_variant' if args.overrides else ''}"
+    if args.seeds:
+        return seed_study(recipe, args, stem, device, oracle)
+    out_dir = ROOT / "runs" / f"bench_gan_oracle{'_variant' if args.overrides else ''}"
+    trained = train_and_score(recipe, out_dir, device, oracle, args.mle_only)
+    scores, points, run, model = trained["scores"], trained["points"], trained["run"], trained["model"]
     plot = RESULTS / f"{stem}{'_quick' if args.quick else ''}.png"
-    plot_curves(points, plot, run.train.epochs)
+    plot_curves({"": points}, plot, run.train.epochs)
     results = {"oracle_samples": {"nll_oracle": round(own, 3)}, "uniform_random": {"nll_oracle": round(uniform, 3)},
                "mle": {"nll_oracle": round(scores["mle"][0], 3), "standard_error": round(scores["mle"][1], 4),
                        "epochs": run.train.epochs}}
@@ -165,16 +240,12 @@ def main() -> int:
                 f"MLE = the {model.config.mle_weights} weights of pretraining "
                 f"({run.train.epochs} epochs, {run.train.schedule} LR from {run.train.lr:g}); curves on 2,000 samples; "
                 f"recipe configs/seqgan_oracle.yaml (discriminator steps per round: {model.config.disc_steps})")
-    if args.overrides:
-        protocol = f"RECIPE VARIANT ({' '.join(args.overrides)}): " + protocol
-    if args.mle_only:
-        protocol = "MLE PRETRAINING ONLY: " + protocol
-    if args.quick:
-        protocol = "QUICK RUN (5 MLE epochs, 1 discriminator epoch, 5 rounds; not the published protocol): " + protocol
+    protocol = marked(protocol, args)
     path = write_result(stem, args.quick, {
-        "device": device_description(device), "wall_s": round(wall, 1), "protocol": protocol, "results": results,
+        "device": device_description(device), "wall_s": round(trained["wall_s"], 1), "protocol": protocol,
+        "results": results,
         "published": PUBLISHED, "target": {k: f"nll_oracle <= {v}" for k, v in TARGETS.items()},
-        "phases_wall_s": {k: round(v["wall_s"], 1) for k, v in summary["phases"].items()},
+        "phases_wall_s": trained["phases_wall_s"],
     })
     print(f"\nNLL-oracle: oracle's own samples {own:.3f}, uniform {uniform:.3f}")
     for name, (value, error) in scores.items():
