@@ -47,6 +47,7 @@ from genloom.train.plot import pyplot, save_png  # noqa: E402
 PUBLISHED = {"yu2017": {"random": 10.310, "mle": 9.038, "scheduled_sampling": 8.985, "pg_bleu": 8.946,
                         "seqgan": 8.736, "source": "Yu et al. 2017, SeqGAN, Table 1 (NLL-oracle)"}}
 TARGETS = {"mle": 9.04, "seqgan": 8.73}
+TARGET_TEXT = {name: f"nll_oracle <= {value}" for name, value in TARGETS.items()}
 
 
 def oracle_scores(model: TextGAN, tokenizer: Tokenizer, oracle: Oracle, count: int) -> torch.Tensor:
@@ -60,6 +61,11 @@ def oracle_scores(model: TextGAN, tokenizer: Tokenizer, oracle: Oracle, count: i
         rows += [[tokenizer.id_to_token(i) for i in row] for row in samples.tolist()]
     model.train(was_training)
     return oracle.sequence_nll(from_words(rows))
+
+
+def curve_rows(points: list[tuple[str, float, float]]) -> list[dict]:
+    """A run's curve [(phase, x, NLL-oracle)] as JSON rows."""
+    return [{"phase": p, "x": round(x, 2), "nll_oracle": round(y, 3)} for p, x, y in points]
 
 
 def plot_curves(curves: dict[str, list[tuple[str, float, float]]], path: Path, pretrain_epochs: int) -> None:
@@ -173,14 +179,13 @@ def seed_study(recipe: dict, args: argparse.Namespace, stem: str, device: str, o
                 "generator samples (multinomial, 20 tokens), its standard error within a run, and the mean and "
                 "sample standard deviation of the runs' figures; recipe configs/seqgan_oracle.yaml")
     protocol = marked(protocol, args)
-    results["curves"] = {label: [{"phase": p, "x": round(x, 2), "nll_oracle": round(y, 3)} for p, x, y in points]
-                         for label, points in curves.items()}
+    results["curves"] = {label: curve_rows(points) for label, points in curves.items()}
     plot = RESULTS / f"{stem}_seeds{'_quick' if args.quick else ''}.png"
     plot_curves(curves, plot, pretrain_epochs)
     path = write_result(f"{stem}_seeds", args.quick, {
         "device": device_description(device), "wall_s": round(time.time() - start, 1), "protocol": protocol,
         "results": results, "published": PUBLISHED,
-        "target": {k: f"nll_oracle <= {v}" for k, v in TARGETS.items()},
+        "target": TARGET_TEXT,
     })
     print(f"written: {path} and {plot}")
     return 0
@@ -232,7 +237,7 @@ def main() -> int:
     if "seqgan" in scores:
         results["seqgan"] = {"nll_oracle": round(scores["seqgan"][0], 3),
                              "standard_error": round(scores["seqgan"][1], 4), "rounds": model.config.adversarial_rounds}
-    results["curve"] = [{"phase": p, "x": round(x, 2), "nll_oracle": round(y, 3)} for p, x, y in points]
+    results["curve"] = curve_rows(points)
     protocol = ("SeqGAN synthetic data: 10,000 training sequences of 20 tokens from the original oracle LSTM (seed 0); "
                 "NLL-oracle = the oracle's mean NLL per token (nats) of 10,000 generator samples (multinomial, 20 "
                 "tokens, no end token before 20), with its standard error (the per-sequence scores' standard "
@@ -244,7 +249,7 @@ def main() -> int:
     path = write_result(stem, args.quick, {
         "device": device_description(device), "wall_s": round(trained["wall_s"], 1), "protocol": protocol,
         "results": results,
-        "published": PUBLISHED, "target": {k: f"nll_oracle <= {v}" for k, v in TARGETS.items()},
+        "published": PUBLISHED, "target": TARGET_TEXT,
         "phases_wall_s": trained["phases_wall_s"],
     })
     print(f"\nNLL-oracle: oracle's own samples {own:.3f}, uniform {uniform:.3f}")
