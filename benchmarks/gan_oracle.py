@@ -167,13 +167,13 @@ def seed_study(recipe: dict, args: argparse.Namespace, stem: str, device: str, o
     results = {}
     for name in per_seed[args.seeds[0]]:
         values = torch.tensor([per_seed[seed][name][0] for seed in args.seeds], dtype=torch.float64)
-        spread = float(values.std()) if len(values) > 1 else float("nan")
-        results[name] = {"nll_oracle_mean": round(float(values.mean()), 4), "nll_oracle_sd": round(spread, 4),
+        spread = round(float(values.std()), 4) if len(values) > 1 else None  # JSON null, not NaN, for one seed
+        results[name] = {"nll_oracle_mean": round(float(values.mean()), 4), "nll_oracle_sd": spread,
                          "per_seed": {str(seed): {"nll_oracle": round(per_seed[seed][name][0], 3),
                                                   "standard_error": round(per_seed[seed][name][1], 4)}
                                       for seed in args.seeds}}
-        print(f"{name:<8} mean {float(values.mean()):.3f}, s.d. over seeds {spread:.3f} "
-              f"(target ≤ {TARGETS[name]})")
+        shown = "–" if spread is None else f"{spread:.3f}"
+        print(f"{name:<8} mean {float(values.mean()):.3f}, s.d. over seeds {shown} (target ≤ {TARGETS[name]})")
     protocol = (f"SEED STUDY (train.seed = {', '.join(map(str, args.seeds))}; the oracle's 10,000 training sequences "
                 "are those of seed 0 for every run): NLL-oracle = the oracle's mean NLL per token (nats) of 10,000 "
                 "generator samples (multinomial, 20 tokens), its standard error within a run, and the mean and "
