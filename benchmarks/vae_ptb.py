@@ -5,7 +5,7 @@
 
 Trains configs/vae_ptb.yaml, then the same recipe as a plain LSTM language model
 (family rnnlm, as many layers as the VAE's decoder, the same embedding and hidden
-sizes, dropout, data, batching and optimizer), and scores both on the test split
+sizes, dropout, weight drop, data, batching and optimizer), and scores both on the test split
 with one protocol:
 NLL in nats per sentence, summed over its words and the end-of-sentence token
 (the VAE's by the importance-weighted estimate with ``--iw-samples`` samples,
@@ -74,6 +74,7 @@ def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, var
                                                "hidden_dim": model["hidden_dim"],
                                                "num_layers": model.get("decoder_layers", 1),
                                                "dropout": model["dropout"],
+                                               "weight_drop": model.get("weight_drop", 0.0),
                                                "tie_embeddings": model.get("tie_embeddings", False)}}
     for name, recipe in (("vae", vae), ("lstm_lm", lm)):
         recipe["out_dir"] = str(ROOT / "runs" / f"bench_vae_ptb{'_variant' if variant else ''}_{name}")

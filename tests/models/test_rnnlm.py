@@ -56,6 +56,8 @@ def test_reorder_state_selects_rows():
 def test_bad_model_settings_are_user_errors():
     with pytest.raises(UserError, match="model.dropout"):
         build(RNNLMConfig(vocab_size=10, dropout=1.5))
+    with pytest.raises(UserError, match="model.weight_drop"):
+        build(RNNLMConfig(vocab_size=10, weight_drop=-0.1))
     with pytest.raises(UserError, match="model.hidden_dim"):
         build(RNNLMConfig(vocab_size=10, hidden_dim=0))
     with pytest.raises(UserError, match="model.init_range"):

@@ -188,6 +188,18 @@ def test_bad_settings_are_user_errors():
         tiny_vae(free_bits=-1.0)
     with pytest.raises(UserError, match="init_range"):
         tiny_vae(init_range=-0.1)
+    with pytest.raises(UserError, match="weight_drop"):
+        tiny_vae(weight_drop=1.5)
+
+
+def test_weight_drop_regularises_the_decoder_in_training_only():
+    model, batch = tiny_vae(weight_drop=0.5), random_batch()
+    z = torch.randn(batch.inputs.size(0), 4)
+    model.eval()
+    scored = model.log_likelihood(batch.inputs, batch.targets, batch.mask, z)
+    assert torch.equal(scored, tiny_vae().eval().log_likelihood(batch.inputs, batch.targets, batch.mask, z))
+    model.train()
+    assert not torch.allclose(model.log_likelihood(batch.inputs, batch.targets, batch.mask, z), scored)
 
 
 def test_init_range_bounds_every_weight_and_zero_keeps_the_defaults():

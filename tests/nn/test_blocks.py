@@ -3,6 +3,7 @@
 import torch
 
 from genloom.nn.attention import AdditiveAttention, MultiplicativeAttention, masked_softmax
+from genloom.nn.rnn import make_rnn, run_rnn
 from genloom.nn.transformer import MultiHeadAttention
 
 
@@ -38,3 +39,28 @@ def test_weights_path_equals_fused_path_and_cache_equals_full():
         y, cache, _ = attention(x[:, t : t + 1], causal=True, cache=cache)
         outputs.append(y)
     torch.testing.assert_close(torch.cat(outputs, 1), fused, rtol=1e-5, atol=1e-5)
+
+
+def test_weight_drop_masks_the_recurrence_only_while_training_and_leaves_the_weights_alone():
+    torch.manual_seed(0)
+    rnn = make_rnn("lstm", 4, 6, num_layers=2)
+    x = torch.randn(3, 5, 4)
+    before = {name: p.detach().clone() for name, p in rnn.named_parameters()}
+    plain, _ = rnn(x)
+    rnn.eval()
+    assert torch.equal(run_rnn(rnn, x, None, 0.5)[0], plain)  # evaluation: the full recurrence
+    rnn.train()
+    assert torch.equal(run_rnn(rnn, x, None, 0.0)[0], plain)  # off
+    dropped, _ = run_rnn(rnn, x, None, 1.0)  # every hidden-to-hidden weight dropped
+    without_recurrence = make_rnn("lstm", 4, 6, num_layers=2)
+    without_recurrence.load_state_dict(rnn.state_dict())
+    with torch.no_grad():
+        for name, p in without_recurrence.named_parameters():
+            if name.startswith("weight_hh"):
+                p.zero_()
+    assert torch.allclose(dropped, without_recurrence(x)[0])
+    masked, _ = run_rnn(rnn, x, None, 0.5)
+    assert not torch.allclose(masked, plain)
+    masked.sum().backward()
+    assert all(rnn.get_parameter(f"weight_hh_l{k}").grad.abs().sum() > 0 for k in range(2))  # trained through
+    assert all(torch.equal(p, before[name]) for name, p in rnn.named_parameters())  # the module is unchanged

@@ -15,7 +15,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import masked_cross_entropy
-from genloom.nn.rnn import RNNState, init_and_tie, make_rnn, output_head, reorder_state
+from genloom.nn.rnn import RNNState, init_and_tie, make_rnn, output_head, reorder_state, run_rnn
 from genloom.train.loop import LossOutput
 
 
@@ -27,6 +27,9 @@ class RNNLMConfig:
     Wolf 2017); when ``hidden_dim`` differs from ``embed_dim`` a projection maps
     the hidden state to the embedding size first. ``init_range`` > 0 initialises
     every weight uniformly in [-init_range, init_range] (Zaremba et al.).
+    ``dropout`` applies to the embeddings, between layers and to the top layer's
+    outputs; ``weight_drop`` is DropConnect on the hidden-to-hidden weights in
+    training (Merity et al. 2018), one mask per batch shared by every time step.
     """
 
     vocab_size: int = 0
@@ -35,6 +38,7 @@ class RNNLMConfig:
     hidden_dim: int = 200
     num_layers: int = 2
     dropout: float = 0.0
+    weight_drop: float = 0.0
     tie_embeddings: bool = False
     init_range: float = 0.1
 
@@ -65,7 +69,7 @@ class RNNLM(nn.Module):
             logits (B, T, V) and the state after the last position.
         """
         x = self.drop(self.embed(tokens))  # (B, T, E)
-        hidden, state = self.rnn(x, state)  # (B, T, H)
+        hidden, state = run_rnn(self.rnn, x, state, self.config.weight_drop)  # (B, T, H)
         logits = self.output(self.project(self.drop(hidden)))  # (B, T, V)
         return logits, state
 
@@ -96,7 +100,7 @@ class RNNLM(nn.Module):
 def check_config(config: RNNLMConfig) -> None:
     """Invariants with messages that say what was expected and what was given."""
     require_at_least(config, ("embed_dim", "hidden_dim", "num_layers"))
-    require_fraction(config, ("dropout",))
+    require_fraction(config, ("dropout", "weight_drop"))
     require_at_least(config, ("init_range",), minimum=0)
 
 

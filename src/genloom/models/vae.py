@@ -30,7 +30,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import UNK_ID
 from genloom.errors import UserError
-from genloom.nn.rnn import RNNEncoder, RNNState, init_and_tie, make_rnn, output_head, reorder_state
+from genloom.nn.rnn import RNNEncoder, RNNState, init_and_tie, make_rnn, output_head, reorder_state, run_rnn
 from genloom.train.loop import LossOutput
 
 BATCHING = "sentences"  # one latent code per sentence: the recipe batches whole sentences
@@ -48,6 +48,9 @@ class VAEConfig:
     ``encoder_dropout``: dropout on the encoder's embeddings (and between its
     layers); default ``dropout``, which always applies to the decoder (Texar's PTB
     recipe: 0 on the encoder, 0.5 on the decoder).
+    ``weight_drop``: DropConnect on the decoder's hidden-to-hidden weights in
+    training (Merity et al. 2018's weight drop): one mask per batch, shared by every
+    time step; 0 is off.
     ``kl_anneal``: the KL weight β over training updates: ``none`` (1 throughout),
     ``linear`` (``kl_anneal_start`` → 1 over ``kl_anneal_steps``; Texar starts at
     0.1), ``sigmoid`` (a logistic curve centred at half of ``kl_anneal_steps``,
@@ -79,6 +82,7 @@ class VAEConfig:
     dropout: float = 0.3
     encoder_dropout: float | None = None
     word_dropout: float = 0.0
+    weight_drop: float = 0.0
     kl_anneal: Literal["none", "linear", "sigmoid", "cyclical"] = "linear"
     kl_anneal_steps: int = 10_000
     kl_anneal_start: float = 0.0
@@ -189,7 +193,7 @@ class TextVAE(nn.Module):
         x = self.drop(self.embed(tokens))  # (B, T, E)
         if self.config.latent_to != "init":
             x = torch.cat([x, z[:, None].expand(-1, tokens.size(1), -1)], -1)  # (B, T, E+Z)
-        hidden, state = self.decoder(x, state)  # (B, T, H)
+        hidden, state = run_rnn(self.decoder, x, state, self.config.weight_drop)  # (B, T, H)
         return self.output(self.project(self.drop(hidden))), state
 
     def log_likelihood(self, inputs: Tensor, targets: Tensor, mask: Tensor, z: Tensor) -> Tensor:
@@ -341,7 +345,7 @@ def check_config(config: VAEConfig) -> None:
     """Invariants with messages that say what was expected and what was given."""
     require_at_least(config, ("embed_dim", "hidden_dim", "encoder_layers", "decoder_layers", "latent_dim",
                               "kl_anneal_steps", "aggressive_encoder_steps"))
-    require_fraction(config, ("dropout", "word_dropout", "kl_anneal_start"))
+    require_fraction(config, ("dropout", "word_dropout", "weight_drop", "kl_anneal_start"))
     if config.encoder_dropout is not None:
         require_fraction(config, ("encoder_dropout",))
     if not 0.0 < config.kl_cycle_ratio <= 1.0:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Union
 
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 # nn.LSTM state is (h, c), each (layers * directions, B, H); nn.GRU state is h alone.
@@ -20,6 +22,18 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, 
         raise ValueError(f"unknown RNN cell '{cell}'; expected one of {', '.join(CELLS)}")
     return CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
                        dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+
+
+def run_rnn(rnn: nn.RNNBase, x: Tensor, state: RNNState | None, weight_drop: float = 0.0) -> tuple[Tensor, RNNState]:
+    """``rnn(x, state)``, with DropConnect on its hidden-to-hidden weights while training when ``weight_drop`` > 0
+    (Wan et al. 2013; the weight drop of Merity et al.'s AWD-LSTM): one mask per batch, the same at every time
+    step, so the recurrence itself is regularised, which dropout on the inputs and outputs leaves alone."""
+    if weight_drop <= 0 or not rnn.training:
+        return rnn(x, state)
+    weights = dict(rnn.named_parameters())
+    for name in [n for n in weights if n.startswith("weight_hh")]:
+        weights[name] = F.dropout(weights[name], weight_drop, training=True)
+    return functional_call(rnn, weights, (x, state))
 
 
 def output_head(hidden_size: int, embed_size: int, vocab_size: int, tie: bool) -> tuple[nn.Module, nn.Linear]:
