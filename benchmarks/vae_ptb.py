@@ -81,14 +81,15 @@ def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, var
     return {"vae": vae, "lstm_lm": lm}
 
 
-def signature(name: str, row: dict) -> dict:
+def signature(name: str, model: dict, epochs: int | None) -> dict:
     """What a result row must share with this run's recipe to stand beside it: the sizes, the number of (decoder)
-    layers and the initialisation (a row written before rows recorded ``layers`` or ``init_range`` had one layer
-    and its family's default)."""
+    layers, the initialisation, the weight drop and the epochs. A row written before rows recorded one of these
+    had the value every run then had: one layer, its family's default initialisation, no weight drop, 10 epochs."""
     default = (RNNLMConfig if name == "lstm_lm" else VAEConfig)().init_range
-    layers = row.get("layers", row.get("num_layers" if name == "lstm_lm" else "decoder_layers", 1))
-    return {"embed_dim": row.get("embed_dim"), "hidden_dim": row.get("hidden_dim"), "layers": layers,
-            "init_range": row.get("init_range", default)}
+    layers = model.get("layers", model.get("num_layers" if name == "lstm_lm" else "decoder_layers", 1))
+    return {"embed_dim": model.get("embed_dim"), "hidden_dim": model.get("hidden_dim"), "layers": layers,
+            "init_range": model.get("init_range", default), "weight_drop": model.get("weight_drop", 0.0),
+            "epochs": epochs or 10}
 
 
 def main() -> int:
@@ -135,16 +136,17 @@ def main() -> int:
         results[name] = {key: round(value, 3) if isinstance(value, float) else value for key, value in figures.items()}
         results[name].update(train_wall_s=round(trained, 1), eval_wall_s=round(time.time() - began - trained, 1),
                              steps=summary["steps"], batch_size=recipe["train"]["batch_size"],
-                             **signature(name, recipe["model"]),
+                             **signature(name, recipe["model"], recipe["train"]["epochs"]),
                              device=device_description(device), **({"resumed": True} if resume else {}))
     superseded = {}
     for name, earlier in earlier_results(stem, args.quick).items():
         if name in results or (name == "vae_partial" and "vae" in results):  # a VAE stopped early: replaced
             continue
-        current = models["lstm_lm" if name == "lstm_lm" else "vae"]["model"]
-        if signature(name, earlier) == signature(name, current):
+        current = models["lstm_lm" if name == "lstm_lm" else "vae"]
+        if signature(name, earlier, earlier.get("epochs")) == signature(name, current["model"],
+                                                                         current["train"]["epochs"]):
             results[name] = earlier
-        else:  # a model of another size or initialisation is no longer "the same recipe": kept aside, not compared
+        else:  # another size, initialisation or schedule is no longer "the same recipe": kept aside, not compared
             superseded[name] = earlier
     protocol = (f"Penn Treebank (Mikolov 10k vocabulary), test split (3,761 sentences); NLL in nats per sentence summed "
                 f"over its words and <eos>: the VAE's by the importance-weighted estimate with {samples} samples from "
