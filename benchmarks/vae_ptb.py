@@ -41,7 +41,7 @@ from genloom.config import apply_overrides  # noqa: E402
 from genloom.data.readers import read_lines  # noqa: E402
 from genloom.models.rnnlm import RNNLMConfig  # noqa: E402
 from genloom.models.vae import VAEConfig  # noqa: E402
-from genloom.train.loop import resolve_device  # noqa: E402
+from genloom.train.loop import TrainingInterrupted, resolve_device  # noqa: E402
 
 PUBLISHED = {
     "texar_lstm_vae": {"nll": 102.54, "perplexity": 107.64, "source": "Texar-PyTorch examples/vae_text, PTB, LSTM decoder"},
@@ -121,7 +121,12 @@ def main() -> int:
         if Path(recipe["out_dir"]).exists() and not resume:
             shutil.rmtree(recipe["out_dir"])
         began = time.time()
-        summary = genloom.train(recipe, device=device, resume=resume)
+        try:
+            summary = genloom.train(recipe, device=device, resume=resume)
+        except TrainingInterrupted:
+            print(f"\ninterrupted: {name} is saved in {recipe['out_dir']}; run the same command with --resume "
+                  "(and the same KEY=VALUE overrides) to continue it.", file=sys.stderr)
+            return 130
         trained = time.time() - began
         model = genloom.load(recipe["out_dir"], device=device)
         if name == "vae":
