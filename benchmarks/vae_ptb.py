@@ -133,6 +133,7 @@ def main() -> int:
             scores = model.evaluate(test, iw_samples=samples)
             figures = {key: scores[key] for key in ("nll", "perplexity", "kl", "mutual_info", "active_units", "elbo",
                                                     "reconstruction")}
+            figures["iw_samples"] = samples
         else:
             scores = model.evaluate(test)
             sentences = len(read_lines(test))
@@ -153,11 +154,11 @@ def main() -> int:
             results[name] = earlier
         else:  # another size, initialisation or schedule is no longer "the same recipe": kept aside, not compared
             superseded[name] = earlier
-    protocol = (f"Penn Treebank (Mikolov 10k vocabulary), test split (3,761 sentences); NLL in nats per sentence summed "
-                f"over its words and <eos>: the VAE's by the importance-weighted estimate with {samples} samples from "
-                "q(z|x), the LM's exact; perplexity = exp(total NLL / total tokens incl. <eos>); KL per sentence; mutual "
-                "information per batch of 64 (He et al. 2019), averaged; active units: posterior-mean variance > 0.01; "
-                "best-validation-ELBO weights")
+    protocol = ("Penn Treebank (Mikolov 10k vocabulary), test split (3,761 sentences); NLL in nats per sentence summed "
+                "over its words and <eos>: the VAE's by the importance-weighted estimate with k samples from q(z|x) "
+                "(k: the row's iw_samples), the LM's exact; perplexity = exp(total NLL / total tokens incl. <eos>); KL "
+                "per sentence; mutual information per batch of 64 (He et al. 2019), averaged; active units: "
+                "posterior-mean variance > 0.01; best-validation-ELBO weights")
     if args.overrides:
         protocol = f"RECIPE VARIANT ({' '.join(args.overrides)}): " + protocol
     if args.quick:
