@@ -48,11 +48,16 @@ def write_result(name: str, quick: bool, record: dict) -> Path:
     return path
 
 
+def last_result(name: str, quick: bool) -> dict:
+    """The record in the last ``benchmarks/results/<name>[_quick].json``, or {} when there is none."""
+    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 def earlier_results(name: str, quick: bool) -> dict:
     """The models in the last ``<name>.json`` (a run may train only some), each marked with the run that made it."""
-    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
-    if not path.exists():
+    record = last_result(name, quick)
+    if not record:
         return {}
-    record = json.loads(path.read_text(encoding="utf-8"))
     made_by = {"command": record["command"], "git_commit": record["git_commit"], "device": record["device"]}
     return {model: r if "from_run" in r else {"from_run": made_by, **r} for model, r in record["results"].items()}

@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, device_description, earlier_results, require_data, write_result  # noqa: E402
+from common import ROOT, device_description, earlier_results, last_result, require_data, write_result  # noqa: E402
 
 import genloom  # noqa: E402
 from genloom.config import apply_overrides  # noqa: E402
@@ -92,6 +92,13 @@ def signature(name: str, model: dict, epochs: int | None) -> dict:
             "epochs": epochs or 10}
 
 
+def set_aside(stem: str, quick: bool) -> list[dict]:
+    """The rows that earlier runs set aside as another recipe's, carried from run to run (an older file holds them
+    as a dict by model name)."""
+    rows = last_result(stem, quick).get("superseded", [])
+    return [{"model": name, **row} for name, row in rows.items()] if isinstance(rows, dict) else rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
@@ -144,7 +151,7 @@ def main() -> int:
                              steps=summary["steps"], batch_size=recipe["train"]["batch_size"],
                              **signature(name, recipe["model"], recipe["train"]["epochs"]),
                              device=device_description(device), **({"resumed": True} if resume else {}))
-    superseded = {}
+    superseded = set_aside(stem, args.quick)
     for name, earlier in earlier_results(stem, args.quick).items():
         if name in results or (name == "vae_partial" and "vae" in results):  # a VAE stopped early: replaced
             continue
@@ -153,7 +160,7 @@ def main() -> int:
                                                                          current["train"]["epochs"]):
             results[name] = earlier
         else:  # another size, initialisation or schedule is no longer "the same recipe": kept aside, not compared
-            superseded[name] = earlier
+            superseded.append({"model": name, **earlier})
     protocol = ("Penn Treebank (Mikolov 10k vocabulary), test split (3,761 sentences); NLL in nats per sentence summed "
                 "over its words and <eos>: the VAE's by the importance-weighted estimate with k samples from q(z|x) "
                 "(k: the row's iw_samples), the LM's exact; perplexity = exp(total NLL / total tokens incl. <eos>); KL "
