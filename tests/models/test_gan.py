@@ -207,7 +207,18 @@ def test_gumbel_recipe_and_the_usual_commands_on_a_gan_checkpoint(tmp_path, caps
     assert "perplexity" in capsys.readouterr().out
 
 
+def test_init_range_sets_the_generators_initial_weights_only():
+    gan = tiny_gan(init_range=0.3)
+    weights = torch.cat([p.flatten() for p in gan.generator.parameters()])
+    assert 0.25 < weights.abs().max() <= 0.3
+    assert torch.equal(weights, torch.cat([p.flatten() for p in gan.rollout.parameters()]))
+    disc_default = tiny_gan().discriminator.state_dict()
+    assert all(torch.equal(w, disc_default[k]) for k, w in gan.discriminator.state_dict().items())
+
+
 def test_bad_gan_settings_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="model.init_range"):
+        tiny_gan(init_range=-0.1)
     with pytest.raises(UserError, match="same length"):
         tiny_gan(filter_sizes=[1, 2], num_filters=[4])
     with pytest.raises(UserError, match="min_length"):

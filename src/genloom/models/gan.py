@@ -75,6 +75,8 @@ class GANConfig:
     below ε, and the generator's entropy climbs; the sum's, B·L times larger, do not
     (it delays that climb, it does not end the oracle drift: README, "The SeqGAN
     oracle gap"). With the sum, generator steps also log the summed loss.
+    ``init_range``: the generator's weights start uniform in ±init_range, as the RNN LM's (0: PyTorch's
+    defaults); SeqGAN draws every generator weight from N(0, 0.1), the s.d. of ±0.173.
     """
 
     vocab_size: int = 0
@@ -101,6 +103,7 @@ class GANConfig:
     generator_steps: int = 1
     disc_steps: int = 5
     mle_weights: Literal["best", "last"] = "best"
+    init_range: float = 0.1
 
 
 def gumbel_softmax(logits: Tensor, beta: float, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -128,7 +131,7 @@ class TextGAN(nn.Module):
         super().__init__()
         self.config = c = config
         lm = RNNLMConfig(vocab_size=c.vocab_size, cell=c.cell, embed_dim=c.embed_dim, hidden_dim=c.hidden_dim,
-                         num_layers=c.num_layers, dropout=0.0)
+                         num_layers=c.num_layers, dropout=0.0, init_range=c.init_range)
         self.generator = RNNLM(lm)
         self.rollout = RNNLM(lm)  # the copy of the generator that draws the rollouts, never trained
         self.rollout.load_state_dict(self.generator.state_dict())
@@ -335,7 +338,7 @@ def check_config(config: GANConfig) -> None:
     require_at_least(config, ("embed_dim", "hidden_dim", "num_layers", "max_length", "disc_embed_dim", "rollouts",
                               "generator_steps"))
     require_at_least(config, ("min_length", "disc_pretrain_epochs", "adversarial_rounds",
-                              "disc_steps", "disc_l2"), minimum=0)
+                              "disc_steps", "disc_l2", "init_range"), minimum=0)
     require_fraction(config, ("disc_dropout", "rollout_update_rate"))
     if len(config.filter_sizes) != len(config.num_filters) or not config.filter_sizes:
         raise UserError(f"model.filter_sizes and model.num_filters must be non-empty lists of the same length, got "
