@@ -8,7 +8,11 @@ oracle LSTM (../shared/data/seqgan_oracle, seed 0), trains configs/seqgan_oracle
 NLL-oracle, the oracle's mean NLL per token of sequences the generator samples:
 on 2,000 samples at every evaluation (the curves) and on 10,000 at the end of MLE
 and at the end of SeqGAN, with a standard error (about 0.007 nats: differences
-smaller than that are the sampler's noise). Also reported: the oracle's own samples (5.75 in
+smaller than that are the sampler's noise). SeqGAN is also scored early-stopped:
+the adversarial evaluation with the lowest 2,000-sample NLL-oracle picks the
+generator, which is then scored on 10,000 fresh samples (other draws than those
+that picked it, so the figure carries no selection bias of its own) and saved
+to out_dir/phases/adversarial/selected.safetensors. Also reported: the oracle's own samples (5.75 in
 SOURCE.md) and a uniform random generator. Published (Yu et al. 2017, Table 1):
 random 10.310, MLE 9.038, SeqGAN 8.736. Targets: MLE ≤ 9.04, SeqGAN ≤ 8.73.
 ``--quick`` runs 5 MLE epochs, 1 discriminator epoch and 5 adversarial rounds.
@@ -36,7 +40,7 @@ from common import RESULTS, ROOT, device_description, require_data, write_result
 
 import genloom  # noqa: E402
 from genloom.apps.seqgan_oracle import Oracle, as_text, from_words  # noqa: E402
-from genloom.checkpoint import load_tensors  # noqa: E402
+from genloom.checkpoint import load_tensors, save_tensors  # noqa: E402
 from genloom.config import apply_overrides, parse_run_config  # noqa: E402
 from genloom.data.tokenizers import Tokenizer  # noqa: E402
 from genloom.models.gan import TextGAN  # noqa: E402
@@ -46,7 +50,7 @@ from genloom.train.plot import pyplot, save_png  # noqa: E402
 
 PUBLISHED = {"yu2017": {"random": 10.310, "mle": 9.038, "scheduled_sampling": 8.985, "pg_bleu": 8.946,
                         "seqgan": 8.736, "source": "Yu et al. 2017, SeqGAN, Table 1 (NLL-oracle)"}}
-TARGETS = {"mle": 9.04, "seqgan": 8.73}
+TARGETS = {"mle": 9.04, "seqgan": 8.73, "seqgan_selected": 8.73}
 TARGET_TEXT = {name: f"nll_oracle <= {value}" for name, value in TARGETS.items()}
 
 
@@ -68,8 +72,10 @@ def curve_rows(points: list[tuple[str, float, float]]) -> list[dict]:
     return [{"phase": p, "x": round(x, 2), "nll_oracle": round(y, 3)} for p, x, y in points]
 
 
-def plot_curves(curves: dict[str, list[tuple[str, float, float]]], path: Path, pretrain_epochs: int) -> None:
-    """One line a phase of each run in ``curves`` ({label: [(phase, x, NLL-oracle)]}; one run: label "")."""
+def plot_curves(curves: dict[str, list[tuple[str, float, float]]], path: Path, pretrain_epochs: int,
+                selected: float | None = None) -> None:
+    """One line a phase of each run in ``curves`` ({label: [(phase, x, NLL-oracle)]}; one run: label ""), with a
+    star on the adversarial point at round ``selected`` (the early-stopped generator)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for label, points in curves.items():
@@ -81,6 +87,11 @@ def plot_curves(curves: dict[str, list[tuple[str, float, float]]], path: Path, p
                 ax.plot(xs, ys, color=None if len(curves) > 1 else colour, marker=".",
                         label=f"{label}: {name}" if label else name)
     ax.axvline(pretrain_epochs, color="grey", linestyle=":", linewidth=1)
+    for points in curves.values():
+        for phase, x, y in points:
+            if selected is not None and phase == "adversarial" and x == pretrain_epochs + selected:
+                ax.plot([x], [y], marker="*", markersize=12, color="black", linestyle="none",
+                        label=f"early-stopped (round {selected:.4g})")
     for name, value in (("published MLE", 9.038), ("published SeqGAN", 8.736)):
         ax.axhline(value, linestyle="--", linewidth=0.8, color="grey")
         ax.text(0, value, name, fontsize=7, va="bottom")
@@ -106,8 +117,9 @@ def marked(protocol: str, args: argparse.Namespace) -> str:
 def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, mle_only: bool) -> dict:
     """Train ``recipe`` afresh into ``out_dir``, with NLL-oracle on 2,000 samples at every evaluation (the curve),
     then score the MLE generator (the weights ``model.mle_weights`` picks) and, unless ``mle_only``, the SeqGAN
-    generator on 10,000 samples each. → scores {name: (mean, standard error)}, the curve's points, the run config,
-    the model (SeqGAN's config), wall seconds and each phase's."""
+    generator on 10,000 samples each: the last adversarial weights ("seqgan") and the early-stopped ones
+    ("seqgan_selected": the evaluation with the lowest curve point). → scores {name: (mean, standard error)}, the
+    curve's points, the selected round, the run config, the model (SeqGAN's config), wall seconds and each phase's."""
     recipe = apply_overrides(recipe, [f"out_dir={out_dir}"])
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -115,6 +127,7 @@ def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, ml
     points: list[tuple[str, float, float]] = []
     calls = {"mle": 0}
     tokenizer: list[Tokenizer] = []  # read once the recipe has written it
+    selected: dict = {}  # the adversarial evaluation with the lowest NLL-oracle: value, round, weights
 
     def report(model: TextGAN) -> dict[str, float]:
         if model.phase == "discriminator":
@@ -129,6 +142,9 @@ def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, ml
             x = run.train.epochs + int(model.adversarial_updates) / round_length
         value = float(oracle_scores(model, tokenizer[0], oracle, 2_000).mean())
         points.append((model.phase, x, value))
+        if model.phase == "adversarial" and value < selected.get("value", float("inf")):
+            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            selected.update(value=value, round=x - run.train.epochs, state=state)
         return {"nll_oracle": value}
 
     start = time.time()
@@ -138,15 +154,19 @@ def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, ml
     model = loaded.model
     scores = {}
     generators = [("mle", out_dir / "phases" / "mle" / "final.safetensors")]
+    if selected:
+        generators.insert(0, ("seqgan_selected", out_dir / "phases" / "adversarial" / "selected.safetensors"))
+        save_tensors(generators[0][1], selected["state"], {"round": f"{selected['round']:.2f}"})
     if not mle_only:
-        generators.insert(0, ("seqgan", None))  # the loaded run's own weights, before MLE's replace them
+        generators.insert(0, ("seqgan", None))  # the loaded run's own weights, before the others replace them
     for name, weights in generators:
         if weights is not None:
             model.load_state_dict(load_tensors(weights))
         torch.manual_seed(1)
         per_sequence = oracle_scores(model, loaded.tokenizer, oracle, 10_000)
         scores[name] = float(per_sequence.mean()), float(per_sequence.std() / len(per_sequence) ** 0.5)
-    return {"scores": scores, "points": points, "run": run, "model": model, "wall_s": wall,
+    return {"scores": scores, "points": points, "selected_round": selected.get("round"), "run": run, "model": model,
+            "wall_s": wall,
             "phases_wall_s": {k: round(v["wall_s"], 1) for k, v in summary["phases"].items()}}
 
 
@@ -155,11 +175,12 @@ def seed_study(recipe: dict, args: argparse.Namespace, stem: str, device: str, o
     and the batch order; the oracle's data stay those of seed 0) and write each seed's NLL-oracle with their mean
     and standard deviation to ``<stem>_seeds.json``: how far the figure moves with training noise alone."""
     start = time.time()
-    per_seed, curves = {}, {}
+    per_seed, curves, rounds = {}, {}, {}
     for seed in args.seeds:
         trained = train_and_score(apply_overrides(recipe, [f"train.seed={seed}"]),
                                   ROOT / "runs" / f"bench_gan_oracle_seed{seed}", device, oracle, args.mle_only)
         per_seed[seed] = trained["scores"]
+        rounds[seed] = trained["selected_round"]
         curves[f"seed {seed}"] = trained["points"]
         pretrain_epochs = trained["run"].train.epochs
         print(f"seed {seed}: " + ", ".join(f"{name} {mean:.3f} ± {error:.3f}"
@@ -171,6 +192,7 @@ def seed_study(recipe: dict, args: argparse.Namespace, stem: str, device: str, o
         results[name] = {"nll_oracle_mean": round(float(values.mean()), 4), "nll_oracle_sd": spread,
                          "per_seed": {str(seed): {"nll_oracle": round(per_seed[seed][name][0], 3),
                                                   "standard_error": round(per_seed[seed][name][1], 4)}
+                                      | ({"round": round(rounds[seed], 2)} if name == "seqgan_selected" else {})
                                       for seed in args.seeds}}
         shown = "–" if spread is None else f"{spread:.3f}"
         print(f"{name:<8} mean {float(values.mean()):.3f}, s.d. over seeds {shown} (target ≤ {TARGETS[name]})")
@@ -230,13 +252,16 @@ def main() -> int:
     trained = train_and_score(recipe, out_dir, device, oracle, args.mle_only)
     scores, points, run, model = trained["scores"], trained["points"], trained["run"], trained["model"]
     plot = RESULTS / f"{stem}{'_quick' if args.quick else ''}.png"
-    plot_curves({"": points}, plot, run.train.epochs)
+    plot_curves({"": points}, plot, run.train.epochs, trained["selected_round"])
     results = {"oracle_samples": {"nll_oracle": round(own, 3)}, "uniform_random": {"nll_oracle": round(uniform, 3)},
                "mle": {"nll_oracle": round(scores["mle"][0], 3), "standard_error": round(scores["mle"][1], 4),
                        "epochs": run.train.epochs}}
     if "seqgan" in scores:
         results["seqgan"] = {"nll_oracle": round(scores["seqgan"][0], 3),
                              "standard_error": round(scores["seqgan"][1], 4), "rounds": model.config.adversarial_rounds}
+        results["seqgan_selected"] = {"nll_oracle": round(scores["seqgan_selected"][0], 3),
+                                      "standard_error": round(scores["seqgan_selected"][1], 4),
+                                      "round": round(trained["selected_round"], 2)}
     results["curve"] = curve_rows(points)
     protocol = ("SeqGAN synthetic data: 10,000 training sequences of 20 tokens from the original oracle LSTM (seed 0); "
                 "NLL-oracle = the oracle's mean NLL per token (nats) of 10,000 generator samples (multinomial, 20 "
@@ -244,6 +269,8 @@ def main() -> int:
                 "deviation / 100: the figure moves by about that with the random stream); "
                 f"MLE = the {model.config.mle_weights} weights of pretraining "
                 f"({run.train.epochs} epochs, {run.train.schedule} LR from {run.train.lr:g}); curves on 2,000 samples; "
+                "SeqGAN = the weights after the last round, and early-stopped (seqgan_selected): the weights of the "
+                "adversarial evaluation with the lowest curve point, scored on 10,000 other samples; "
                 f"recipe configs/seqgan_oracle.yaml (discriminator steps per round: {model.config.disc_steps})")
     protocol = marked(protocol, args)
     path = write_result(stem, args.quick, {
@@ -255,8 +282,9 @@ def main() -> int:
     print(f"\nNLL-oracle: oracle's own samples {own:.3f}, uniform {uniform:.3f}")
     for name, (value, error) in scores.items():
         verdict = "met" if value <= TARGETS[name] else "NOT met"
-        print(f"{name:<8}{value:8.3f} ± {error:.3f} (s.e.)   published {PUBLISHED['yu2017'][name]}, "
-              f"target ≤ {TARGETS[name]} ({verdict})")
+        label = f"{name} (round {trained['selected_round']:.4g})" if name == "seqgan_selected" else name
+        print(f"{label:<26}{value:8.3f} ± {error:.3f} (s.e.)   published "
+              f"{PUBLISHED['yu2017'][name.removesuffix('_selected')]}, target ≤ {TARGETS[name]} ({verdict})")
     print(f"written: {path} and {plot}")
     return 0
 
