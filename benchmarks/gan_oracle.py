@@ -27,6 +27,7 @@ and standard deviation to <name>_seeds.json and a PNG of their curves.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import time
@@ -89,7 +90,7 @@ def plot_curves(curves: dict[str, list[tuple[str, float, float]]], path: Path, p
     ax.axvline(pretrain_epochs, color="grey", linestyle=":", linewidth=1)
     for points in curves.values():
         for phase, x, y in points:
-            if selected is not None and phase == "adversarial" and x == pretrain_epochs + selected:
+            if selected is not None and phase == "adversarial" and math.isclose(x, pretrain_epochs + selected):
                 ax.plot([x], [y], marker="*", markersize=12, color="black", linestyle="none",
                         label=f"early-stopped (round {selected:.4g})")
     for name, value in (("published MLE", 9.038), ("published SeqGAN", 8.736)):
@@ -155,8 +156,9 @@ def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, ml
     scores = {}
     generators = [("mle", out_dir / "phases" / "mle" / "final.safetensors")]
     if selected:
-        generators.insert(0, ("seqgan_selected", out_dir / "phases" / "adversarial" / "selected.safetensors"))
-        save_tensors(generators[0][1], selected["state"], {"round": f"{selected['round']:.2f}"})
+        path = out_dir / "phases" / "adversarial" / "selected.safetensors"
+        save_tensors(path, selected["state"], {"round": f"{selected['round']:.2f}"})
+        generators.insert(0, ("seqgan_selected", path))
     if not mle_only:
         generators.insert(0, ("seqgan", None))  # the loaded run's own weights, before the others replace them
     for name, weights in generators:
