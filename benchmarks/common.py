@@ -40,11 +40,14 @@ def git_commit() -> str:
 
 
 def write_result(name: str, quick: bool, record: dict) -> Path:
-    """Write ``benchmarks/results/<name>[_quick].json`` in the format of ../shared/BENCHMARKS.md."""
+    """Write ``benchmarks/results/<name>[_quick].json`` in the format of ../shared/BENCHMARKS.md, atomically (a
+    run stopped while writing leaves the last result whole)."""
+    from genloom.checkpoint import atomic_write
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
     record = {"benchmark": name, "command": " ".join(["python"] + sys.argv), "git_commit": git_commit(), **record}
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    atomic_write(path, json.dumps(record, indent=2) + "\n")
     return path
 
 

@@ -1,6 +1,7 @@
 """SeqGAN's synthetic experiment with its exact oracle: NLL-oracle of MLE and of SeqGAN, with curves.
 
-    python benchmarks/gan_oracle.py [--device cuda] [--quick] [--mle-only] [--seeds S ...] [KEY=VALUE ...]
+    python benchmarks/gan_oracle.py [--device cuda] [--quick] [--mle-only] [--seeds S ...] [--name NAME]
+                                    [KEY=VALUE ...]
 
 Samples 10,000 training and 1,000 validation sequences of 20 tokens from the
 oracle LSTM (../shared/data/seqgan_oracle, seed 0), trains configs/seqgan_oracle.yaml
@@ -18,7 +19,9 @@ random 10.310, MLE 9.038, SeqGAN 8.736. Targets: MLE ≤ 9.04, SeqGAN ≤ 8.73.
 ``--quick`` runs 5 MLE epochs, 1 discriminator epoch and 5 adversarial rounds.
 KEY=VALUE overrides change the recipe (as for ``genloom train``, e.g.
 ``model.disc_steps=235``); the results then go to gan_oracle_variant.json, with
-the overrides in the protocol, and the recipe's own results stay.
+the overrides in the protocol, and the recipe's own results stay. ``--name lr02``
+names a variant instead (gan_oracle_lr02.json, runs/bench_gan_oracle_lr02), so
+that several variants keep their results and can run side by side.
 ``--seeds 0 1 2`` trains once per training seed (initialisation and batch order;
 the oracle's data do not change) and writes each seed's figures with their mean
 and standard deviation to <name>_seeds.json and a PNG of their curves.
@@ -41,7 +44,7 @@ from common import RESULTS, ROOT, device_description, require_data, write_result
 
 import genloom  # noqa: E402
 from genloom.apps.seqgan_oracle import Oracle, as_text, from_words  # noqa: E402
-from genloom.checkpoint import load_tensors, save_tensors  # noqa: E402
+from genloom.checkpoint import atomic_write, load_tensors, save_tensors  # noqa: E402
 from genloom.config import apply_overrides, parse_run_config  # noqa: E402
 from genloom.data.tokenizers import Tokenizer  # noqa: E402
 from genloom.models.gan import TextGAN  # noqa: E402
@@ -172,7 +175,7 @@ def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, ml
             "phases_wall_s": {k: round(v["wall_s"], 1) for k, v in summary["phases"].items()}}
 
 
-def seed_study(recipe: dict, args: argparse.Namespace, stem: str, device: str, oracle: Oracle) -> int:
+def seed_study(recipe: dict, args: argparse.Namespace, stem: str, run_stem: str, device: str, oracle: Oracle) -> int:
     """Train the recipe once per ``args.seeds`` (``train.seed``: the generator's and discriminator's initialisation
     and the batch order; the oracle's data stay those of seed 0) and write each seed's NLL-oracle with their mean
     and standard deviation to ``<stem>_seeds.json``: how far the figure moves with training noise alone."""
@@ -180,7 +183,7 @@ def seed_study(recipe: dict, args: argparse.Namespace, stem: str, device: str, o
     per_seed, curves, rounds = {}, {}, {}
     for seed in args.seeds:
         trained = train_and_score(apply_overrides(recipe, [f"train.seed={seed}"]),
-                                  ROOT / "runs" / f"bench_gan_oracle_seed{seed}", device, oracle, args.mle_only)
+                                  ROOT / "runs" / f"{run_stem}_seed{seed}", device, oracle, args.mle_only)
         per_seed[seed] = trained["scores"]
         rounds[seed] = trained["selected_round"]
         curves[f"seed {seed}"] = trained["points"]
@@ -226,8 +229,12 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                         help="train once per training seed and report the spread; writes <name>_seeds.json "
                              "(KEY=VALUE overrides go before --seeds)")
+    parser.add_argument("--name", default=None, help="the variant's name in its result and run folder's names "
+                        "(default: 'variant' when there are overrides)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides (a variant of the recipe)")
     args = parser.parse_args()
+    if args.name is not None and not args.name.isidentifier():
+        parser.error(f"--name must be letters, digits and underscores, got {args.name!r}")
     data = require_data("seqgan_oracle")
     device = str(resolve_device(args.device))
     oracle = Oracle.load(data / "target_params.npz")
@@ -235,7 +242,8 @@ def main() -> int:
     prepared = ROOT / "runs" / "gan_oracle_data"
     prepared.mkdir(parents=True, exist_ok=True)
     for name, count in (("train", 10_000), ("valid", 1_000)):
-        (prepared / f"{name}.txt").write_text("\n".join(as_text(oracle.sample(count, generator))) + "\n")
+        # atomically: a run starting beside this one reads the same sequences whole, never a half-written file
+        atomic_write(prepared / f"{name}.txt", "\n".join(as_text(oracle.sample(count, generator))) + "\n")
     own = oracle.nll(oracle.sample(10_000, generator))
     uniform = oracle.nll(torch.randint(0, oracle.vocab_size, (10_000, 20), generator=generator))
 
@@ -247,10 +255,12 @@ def main() -> int:
     if args.mle_only:
         overrides += ["model.disc_pretrain_epochs=0", "model.adversarial_rounds=0"]
     recipe = apply_overrides(recipe, overrides + args.overrides)
-    stem = f"gan_oracle{'_mle' if args.mle_only else ''}{'_variant' if args.overrides else ''}"
+    variant = f"_{args.name}" if args.name else "_variant" if args.overrides else ""
+    stem = f"gan_oracle{'_mle' if args.mle_only else ''}{variant}"
+    run_stem = f"bench_gan_oracle{variant}"
     if args.seeds:
-        return seed_study(recipe, args, stem, device, oracle)
-    out_dir = ROOT / "runs" / f"bench_gan_oracle{'_variant' if args.overrides else ''}"
+        return seed_study(recipe, args, stem, run_stem, device, oracle)
+    out_dir = ROOT / "runs" / run_stem
     trained = train_and_score(recipe, out_dir, device, oracle, args.mle_only)
     scores, points, run, model = trained["scores"], trained["points"], trained["run"], trained["model"]
     plot = RESULTS / f"{stem}{'_quick' if args.quick else ''}.png"
