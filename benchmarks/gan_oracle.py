@@ -1,6 +1,6 @@
 """SeqGAN's synthetic experiment with its exact oracle: NLL-oracle of MLE and of SeqGAN, with curves.
 
-    python benchmarks/gan_oracle.py [--device cuda] [--quick] [--mle-only] [--seeds S ...] [--name NAME]
+    python benchmarks/gan_oracle.py [--device cuda] [--quick] [--mle-only] [--seeds S ... [--add]] [--name NAME]
                                     [KEY=VALUE ...]
 
 Samples 10,000 training and 1,000 validation sequences of 20 tokens from the
@@ -40,7 +40,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, device_description, require_data, write_result  # noqa: E402
+from common import RESULTS, ROOT, device_description, last_result, require_data, write_result  # noqa: E402
 
 import genloom  # noqa: E402
 from genloom.apps.seqgan_oracle import Oracle, as_text, from_words  # noqa: E402
@@ -175,42 +175,71 @@ def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, ml
             "phases_wall_s": {k: round(v["wall_s"], 1) for k, v in summary["phases"].items()}}
 
 
+def earlier_seeds(stem: str, args: argparse.Namespace) -> tuple[dict, dict, dict, list]:
+    """The seeds of the last ``<stem>_seeds.json`` for ``--add``: per-seed scores, curves and selected rounds as
+    seed_study keeps them, and the runs that made them. The file must hold the same recipe variant and none of the
+    seeds about to be trained."""
+    record = last_result(f"{stem}_seeds", args.quick)
+    stem += "_quick" if args.quick else ""  # the file's name, in the messages
+    if not record:
+        sys.exit(f"--add: there is no {stem}_seeds.json to add these seeds to.")
+    if record.get("overrides") != args.overrides:
+        sys.exit(f"--add: {stem}_seeds.json was made with the overrides {record.get('overrides')}, not "
+                 f"{args.overrides}; a seed study only adds runs of the same recipe.")
+    scored = {name: r["per_seed"] for name, r in record["results"].items() if name != "curves"}
+    seeds = [int(seed) for seed in next(iter(scored.values()))]
+    if overlap := sorted(set(seeds) & set(args.seeds)):
+        sys.exit(f"--add: {stem}_seeds.json already holds seed(s) {overlap}; leave them out of --seeds.")
+    per_seed = {seed: {name: (rows[str(seed)]["nll_oracle"], rows[str(seed)]["standard_error"])
+                       for name, rows in scored.items()} for seed in seeds}
+    rounds = {seed: scored["seqgan_selected"][str(seed)]["round"] if "seqgan_selected" in scored else None
+              for seed in seeds}
+    curves = {seed: [(row["phase"], row["x"], row["nll_oracle"]) for row in record["results"]["curves"][f"seed {seed}"]]
+              for seed in seeds}
+    made_by = {key: record[key] for key in ("command", "git_commit", "device", "wall_s")} | {"trained_seeds": seeds}
+    return per_seed, curves, rounds, record.get("earlier_runs", []) + [made_by]
+
+
 def seed_study(recipe: dict, args: argparse.Namespace, stem: str, run_stem: str, device: str, oracle: Oracle) -> int:
     """Train the recipe once per ``args.seeds`` (``train.seed``: the generator's and discriminator's initialisation
     and the batch order; the oracle's data stay those of seed 0) and write each seed's NLL-oracle with their mean
     and standard deviation to ``<stem>_seeds.json``: how far the figure moves with training noise alone."""
     start = time.time()
-    per_seed, curves, rounds = {}, {}, {}
+    per_seed, curves, rounds, earlier_runs = {}, {}, {}, []
+    if args.add:
+        per_seed, curves, rounds, earlier_runs = earlier_seeds(stem, args)
     for seed in args.seeds:
         trained = train_and_score(apply_overrides(recipe, [f"train.seed={seed}"]),
                                   ROOT / "runs" / f"{run_stem}_seed{seed}", device, oracle, args.mle_only)
         per_seed[seed] = trained["scores"]
         rounds[seed] = trained["selected_round"]
-        curves[f"seed {seed}"] = trained["points"]
+        curves[seed] = trained["points"]
         pretrain_epochs = trained["run"].train.epochs
         print(f"seed {seed}: " + ", ".join(f"{name} {mean:.3f} ± {error:.3f}"
                                           for name, (mean, error) in trained["scores"].items()))
+    seeds = sorted(per_seed)
     results = {}
     for name in per_seed[args.seeds[0]]:
-        values = torch.tensor([per_seed[seed][name][0] for seed in args.seeds], dtype=torch.float64)
+        values = torch.tensor([per_seed[seed][name][0] for seed in seeds], dtype=torch.float64)
         spread = round(float(values.std()), 4) if len(values) > 1 else None  # JSON null, not NaN, for one seed
         results[name] = {"nll_oracle_mean": round(float(values.mean()), 4), "nll_oracle_sd": spread,
                          "per_seed": {str(seed): {"nll_oracle": round(per_seed[seed][name][0], 3),
                                                   "standard_error": round(per_seed[seed][name][1], 4)}
                                       | ({"round": round(rounds[seed], 2)} if name == "seqgan_selected" else {})
-                                      for seed in args.seeds}}
+                                      for seed in seeds}}
         shown = "–" if spread is None else f"{spread:.3f}"
         print(f"{name:<8} mean {float(values.mean()):.3f}, s.d. over seeds {shown} (target ≤ {TARGETS[name]})")
-    protocol = (f"SEED STUDY (train.seed = {', '.join(map(str, args.seeds))}; the oracle's 10,000 training sequences "
+    protocol = (f"SEED STUDY (train.seed = {', '.join(map(str, seeds))}; the oracle's 10,000 training sequences "
                 "are those of seed 0 for every run): NLL-oracle = the oracle's mean NLL per token (nats) of 10,000 "
                 "generator samples (multinomial, 20 tokens), its standard error within a run, and the mean and "
                 "sample standard deviation of the runs' figures; recipe configs/seqgan_oracle.yaml")
     protocol = marked(protocol, args)
-    results["curves"] = {label: curve_rows(points) for label, points in curves.items()}
+    results["curves"] = {f"seed {seed}": curve_rows(curves[seed]) for seed in seeds}
     plot = RESULTS / f"{stem}_seeds{'_quick' if args.quick else ''}.png"
-    plot_curves(curves, plot, pretrain_epochs)
+    plot_curves({f"seed {seed}": curves[seed] for seed in seeds}, plot, pretrain_epochs)
     path = write_result(f"{stem}_seeds", args.quick, {
         "device": device_description(device), "wall_s": round(time.time() - start, 1), "protocol": protocol,
+        "overrides": args.overrides, "trained_seeds": args.seeds, "earlier_runs": earlier_runs,
         "results": results, "published": PUBLISHED,
         "target": TARGET_TEXT,
     })
@@ -229,10 +258,14 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                         help="train once per training seed and report the spread; writes <name>_seeds.json "
                              "(KEY=VALUE overrides go before --seeds)")
+    parser.add_argument("--add", action="store_true", help="with --seeds: keep the seeds already in the last "
+                        "<name>_seeds.json (the same overrides) and report the mean and s.d. over all of them")
     parser.add_argument("--name", default=None, help="the variant's name in its result and run folder's names "
                         "(default: 'variant' when there are overrides)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides (a variant of the recipe)")
     args = parser.parse_args()
+    if args.add and not args.seeds:
+        parser.error("--add adds seeds to a seed study: give --seeds")
     if args.name is not None and not args.name.isidentifier():
         parser.error(f"--name must be letters, digits and underscores, got {args.name!r}")
     data = require_data("seqgan_oracle")
