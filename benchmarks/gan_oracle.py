@@ -177,26 +177,29 @@ def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, ml
 
 def earlier_seeds(stem: str, args: argparse.Namespace) -> tuple[dict, dict, dict, list]:
     """The seeds of the last ``<stem>_seeds.json`` for ``--add``: per-seed scores, curves and selected rounds as
-    seed_study keeps them, and the runs that made them. The file must hold the same recipe variant and none of the
-    seeds about to be trained."""
+    seed_study keeps them, and the runs that made them (nothing when there is no such file yet). The file must
+    hold the same recipe variant and none of the seeds this study trains."""
     record = last_result(f"{stem}_seeds", args.quick)
-    stem += "_quick" if args.quick else ""  # the file's name, in the messages
+    file = f"{stem}_seeds{'_quick' if args.quick else ''}.json"  # for the messages
     if not record:
-        sys.exit(f"--add: there is no {stem}_seeds.json to add these seeds to.")
+        print(f"--add: there is no {file} yet; this study's seeds stand alone")
+        return {}, {}, {}, []
     if record.get("overrides") != args.overrides:
-        sys.exit(f"--add: {stem}_seeds.json was made with the overrides {record.get('overrides')}, not "
+        sys.exit(f"--add: {file} was made with the overrides {record.get('overrides')}, not "
                  f"{args.overrides}; a seed study only adds runs of the same recipe.")
     scored = {name: r["per_seed"] for name, r in record["results"].items() if name != "curves"}
     seeds = [int(seed) for seed in next(iter(scored.values()))]
     if overlap := sorted(set(seeds) & set(args.seeds)):
-        sys.exit(f"--add: {stem}_seeds.json already holds seed(s) {overlap}; leave them out of --seeds.")
+        sys.exit(f"--add: {file} already holds seed(s) {overlap}; leave them out of --seeds.")
     per_seed = {seed: {name: (rows[str(seed)]["nll_oracle"], rows[str(seed)]["standard_error"])
                        for name, rows in scored.items()} for seed in seeds}
     rounds = {seed: scored["seqgan_selected"][str(seed)]["round"] if "seqgan_selected" in scored else None
               for seed in seeds}
-    curves = {seed: [(row["phase"], row["x"], row["nll_oracle"]) for row in record["results"]["curves"][f"seed {seed}"]]
+    stored_curves = record["results"]["curves"]
+    curves = {seed: [(row["phase"], row["x"], row["nll_oracle"]) for row in stored_curves[f"seed {seed}"]]
               for seed in seeds}
-    made_by = {key: record[key] for key in ("command", "git_commit", "device", "wall_s")} | {"trained_seeds": seeds}
+    made_by = {key: record[key] for key in ("command", "git_commit", "device", "wall_s")}
+    made_by["trained_seeds"] = record.get("trained_seeds", seeds)
     return per_seed, curves, rounds, record.get("earlier_runs", []) + [made_by]
 
 
@@ -207,7 +210,7 @@ def seed_study(recipe: dict, args: argparse.Namespace, stem: str, run_stem: str,
     start = time.time()
     per_seed, curves, rounds, earlier_runs = {}, {}, {}, []
     if args.add:
-        per_seed, curves, rounds, earlier_runs = earlier_seeds(stem, args)
+        earlier_seeds(stem, args)  # a mismatch stops the study before it trains; the seeds are read after it
     for seed in args.seeds:
         trained = train_and_score(apply_overrides(recipe, [f"train.seed={seed}"]),
                                   ROOT / "runs" / f"{run_stem}_seed{seed}", device, oracle, args.mle_only)
@@ -217,6 +220,9 @@ def seed_study(recipe: dict, args: argparse.Namespace, stem: str, run_stem: str,
         pretrain_epochs = trained["run"].train.epochs
         print(f"seed {seed}: " + ", ".join(f"{name} {mean:.3f} ± {error:.3f}"
                                           for name, (mean, error) in trained["scores"].items()))
+    if args.add:  # read now: a study running beside this one may have written its seeds meanwhile
+        earlier, curves_before, rounds_before, earlier_runs = earlier_seeds(stem, args)
+        per_seed, curves, rounds = earlier | per_seed, curves_before | curves, rounds_before | rounds
     seeds = sorted(per_seed)
     results = {}
     for name in per_seed[args.seeds[0]]:
