@@ -39,13 +39,18 @@ def git_commit() -> str:
         return "unknown"
 
 
+def result_path(name: str, quick: bool, suffix: str = ".json") -> Path:
+    """``benchmarks/results/<name>[_quick]<suffix>``: where a benchmark's record (or its plot) lives."""
+    return RESULTS / f"{name}{'_quick' if quick else ''}{suffix}"
+
+
 def write_result(name: str, quick: bool, record: dict) -> Path:
     """Write ``benchmarks/results/<name>[_quick].json`` in the format of ../shared/BENCHMARKS.md, atomically (a
     run stopped while writing leaves the last result whole)."""
     from genloom.checkpoint import atomic_write
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
+    path = result_path(name, quick)
     record = {"benchmark": name, "command": " ".join(["python"] + sys.argv), "git_commit": git_commit(), **record}
     atomic_write(path, json.dumps(record, indent=2) + "\n")
     return path
@@ -53,7 +58,7 @@ def write_result(name: str, quick: bool, record: dict) -> Path:
 
 def last_result(name: str, quick: bool) -> dict:
     """The record in the last ``benchmarks/results/<name>[_quick].json``, or {} when there is none."""
-    path = RESULTS / f"{name}{'_quick' if quick else ''}.json"
+    path = result_path(name, quick)
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 

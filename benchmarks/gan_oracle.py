@@ -40,7 +40,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, device_description, last_result, require_data, write_result  # noqa: E402
+from common import ROOT, device_description, last_result, require_data, result_path, write_result  # noqa: E402
 
 import genloom  # noqa: E402
 from genloom.apps.seqgan_oracle import Oracle, as_text, from_words  # noqa: E402
@@ -180,7 +180,7 @@ def earlier_seeds(stem: str, args: argparse.Namespace) -> tuple[dict, dict, dict
     seed_study keeps them, and the runs that made them (nothing when there is no such file yet). The file must
     hold the same recipe variant and none of the seeds this study trains."""
     record = last_result(f"{stem}_seeds", args.quick)
-    file = f"{stem}_seeds{'_quick' if args.quick else ''}.json"  # for the messages
+    file = result_path(f"{stem}_seeds", args.quick).name  # for the messages
     if not record:
         print(f"--add: there is no {file} yet; this study's seeds stand alone")
         return {}, {}, {}, []
@@ -241,7 +241,7 @@ def seed_study(recipe: dict, args: argparse.Namespace, stem: str, run_stem: str,
                 "sample standard deviation of the runs' figures; recipe configs/seqgan_oracle.yaml")
     protocol = marked(protocol, args)
     results["curves"] = {f"seed {seed}": curve_rows(curves[seed]) for seed in seeds}
-    plot = RESULTS / f"{stem}_seeds{'_quick' if args.quick else ''}.png"
+    plot = result_path(f"{stem}_seeds", args.quick, ".png")
     plot_curves({f"seed {seed}": curves[seed] for seed in seeds}, plot, pretrain_epochs)
     path = write_result(f"{stem}_seeds", args.quick, {
         "device": device_description(device), "wall_s": round(time.time() - start, 1), "protocol": protocol,
@@ -302,7 +302,7 @@ def main() -> int:
     out_dir = ROOT / "runs" / run_stem
     trained = train_and_score(recipe, out_dir, device, oracle, args.mle_only)
     scores, points, run, model = trained["scores"], trained["points"], trained["run"], trained["model"]
-    plot = RESULTS / f"{stem}{'_quick' if args.quick else ''}.png"
+    plot = result_path(stem, args.quick, ".png")
     plot_curves({"": points}, plot, run.train.epochs, trained["selected_round"])
     results = {"oracle_samples": {"nll_oracle": round(own, 3)}, "uniform_random": {"nll_oracle": round(uniform, 3)},
                "mle": {"nll_oracle": round(scores["mle"][0], 3), "standard_error": round(scores["mle"][1], 4),
