@@ -39,8 +39,8 @@ import genloom  # noqa: E402
 from genloom.checkpoint import load_tensors  # noqa: E402
 from genloom.data.readers import read_lines  # noqa: E402
 from genloom.metrics import reference_bleu, self_bleu  # noqa: E402
-from genloom.train.loop import resolve_device  # noqa: E402
-from genloom.train.plot import pyplot, save_png  # noqa: E402
+from genloom.device import resolve_device  # noqa: E402
+from genloom.plot import pyplot, save_png  # noqa: E402
 
 PUBLISHED = {"texygen": {"mle": {"bleu2": 0.731, "self_bleu2": 0.916}, "seqgan": {"bleu2": 0.745, "self_bleu2": 0.950},
                          "source": "Texygen (Zhu et al. 2018), Image COCO table"}}

@@ -18,13 +18,14 @@ SOURCE.md) and a uniform random generator. Published (Yu et al. 2017, Table 1):
 random 10.310, MLE 9.038, SeqGAN 8.736. Targets: MLE ≤ 9.04, SeqGAN ≤ 8.73.
 ``--quick`` runs 5 MLE epochs, 1 discriminator epoch and 5 adversarial rounds.
 KEY=VALUE overrides change the recipe (as for ``genloom train``, e.g.
-``model.disc_steps=235``); the results then go to gan_oracle_variant.json, with
-the overrides in the protocol, and the recipe's own results stay. ``--name lr02``
-names a variant instead (gan_oracle_lr02.json, runs/bench_gan_oracle_lr02), so
-that several variants keep their results and can run side by side.
+``model.disc_steps=235``); the results then go to studies/gan_oracle_variant.json,
+with the overrides in the protocol, and the recipe's own results stay. ``--name lr02``
+names a variant instead (studies/gan_oracle_lr02.json, runs/bench_gan_oracle_lr02),
+so that several variants keep their results and can run side by side.
 ``--seeds 0 1 2`` trains once per training seed (initialisation and batch order;
 the oracle's data do not change) and writes each seed's figures with their mean
-and standard deviation to <name>_seeds.json and a PNG of their curves.
+and standard deviation to studies/<name>_seeds.json and a PNG of their curves
+(``--add`` adds seeds to that file's; see benchmarks/common.py).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, device_description, last_result, require_data, result_path, write_result  # noqa: E402
+from common import (ROOT, add_study_arguments, check_study_arguments, device_description, earlier_seeds,  # noqa: E402
+                    require_data, result_path, seed_summary, study_name, variant_suffix, write_result)
 
 import genloom  # noqa: E402
 from genloom.apps.seqgan_oracle import Oracle, as_text, from_words  # noqa: E402
@@ -48,9 +50,9 @@ from genloom.checkpoint import atomic_write, load_tensors, save_tensors  # noqa:
 from genloom.config import apply_overrides, parse_run_config  # noqa: E402
 from genloom.data.tokenizers import Tokenizer  # noqa: E402
 from genloom.models.gan import TextGAN  # noqa: E402
-from genloom.train import gan  # noqa: E402
-from genloom.train.loop import resolve_device  # noqa: E402
-from genloom.train.plot import pyplot, save_png  # noqa: E402
+from genloom.recipes import gan  # noqa: E402
+from genloom.device import resolve_device  # noqa: E402
+from genloom.plot import pyplot, save_png  # noqa: E402
 
 PUBLISHED = {"yu2017": {"random": 10.310, "mle": 9.038, "scheduled_sampling": 8.985, "pg_bleu": 8.946,
                         "seqgan": 8.736, "source": "Yu et al. 2017, SeqGAN, Table 1 (NLL-oracle)"}}
@@ -175,75 +177,49 @@ def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, ml
             "phases_wall_s": {k: round(v["wall_s"], 1) for k, v in summary["phases"].items()}}
 
 
-def earlier_seeds(stem: str, args: argparse.Namespace) -> tuple[dict, dict, dict, list]:
-    """The seeds of the last ``<stem>_seeds.json`` for ``--add``: per-seed scores, curves and selected rounds as
-    seed_study keeps them, and the runs that made them (nothing when there is no such file yet). The file must
-    hold the same recipe variant and none of the seeds this study trains."""
-    record = last_result(f"{stem}_seeds", args.quick)
-    file = result_path(f"{stem}_seeds", args.quick).name  # for the messages
-    if not record:
-        print(f"--add: there is no {file} yet; this study's seeds stand alone")
-        return {}, {}, {}, []
-    if record.get("overrides") != args.overrides:
-        sys.exit(f"--add: {file} was made with the overrides {record.get('overrides')}, not "
-                 f"{args.overrides}; a seed study only adds runs of the same recipe.")
-    scored = {name: r["per_seed"] for name, r in record["results"].items() if name != "curves"}
-    seeds = [int(seed) for seed in next(iter(scored.values()))]
-    if overlap := sorted(set(seeds) & set(args.seeds)):
-        sys.exit(f"--add: {file} already holds seed(s) {overlap}; leave them out of --seeds.")
-    per_seed = {seed: {name: (rows[str(seed)]["nll_oracle"], rows[str(seed)]["standard_error"])
-                       for name, rows in scored.items()} for seed in seeds}
-    rounds = {seed: scored["seqgan_selected"][str(seed)]["round"] if "seqgan_selected" in scored else None
-              for seed in seeds}
-    stored_curves = record["results"]["curves"]
-    curves = {seed: [(row["phase"], row["x"], row["nll_oracle"]) for row in stored_curves[f"seed {seed}"]]
-              for seed in seeds}
-    made_by = {key: record[key] for key in ("command", "git_commit", "device", "wall_s")}
-    made_by["trained_seeds"] = record.get("trained_seeds", seeds)
-    return per_seed, curves, rounds, record.get("earlier_runs", []) + [made_by]
-
-
-def seed_study(recipe: dict, args: argparse.Namespace, stem: str, run_stem: str, device: str, oracle: Oracle) -> int:
+def seed_study(recipe: dict, args: argparse.Namespace, name: str, run_stem: str, device: str, oracle: Oracle) -> int:
     """Train the recipe once per ``args.seeds`` (``train.seed``: the generator's and discriminator's initialisation
     and the batch order; the oracle's data stay those of seed 0) and write each seed's NLL-oracle with their mean
-    and standard deviation to ``<stem>_seeds.json``: how far the figure moves with training noise alone."""
+    and standard deviation to ``studies/<name>_seeds.json``: how far the figure moves with training noise alone."""
     start = time.time()
-    per_seed, curves, rounds, earlier_runs = {}, {}, {}, []
     if args.add:
-        earlier_seeds(stem, args)  # a mismatch stops the study before it trains; the seeds are read after it
+        earlier_seeds(name, args)  # a mismatch stops the study before it trains; the seeds are read after it
+    rows: dict[str, dict[int, dict]] = {}
+    curves: dict[int, list] = {}
     for seed in args.seeds:
         trained = train_and_score(apply_overrides(recipe, [f"train.seed={seed}"]),
                                   ROOT / "runs" / f"{run_stem}_seed{seed}", device, oracle, args.mle_only)
-        per_seed[seed] = trained["scores"]
-        rounds[seed] = trained["selected_round"]
-        curves[seed] = trained["points"]
+        for figure, (mean, error) in trained["scores"].items():
+            row = {"nll_oracle": mean, "standard_error": error}
+            if figure == "seqgan_selected":
+                row["round"] = trained["selected_round"]
+            rows.setdefault(figure, {})[seed] = row
+        curves[seed] = curve_rows(trained["points"])
         pretrain_epochs = trained["run"].train.epochs
-        print(f"seed {seed}: " + ", ".join(f"{name} {mean:.3f} ± {error:.3f}"
-                                          for name, (mean, error) in trained["scores"].items()))
+        print(f"seed {seed}: " + ", ".join(f"{figure} {mean:.3f} ± {error:.3f}"
+                                          for figure, (mean, error) in trained["scores"].items()))
+    earlier_runs: list = []
     if args.add:  # read now: a study running beside this one may have written its seeds meanwhile
-        earlier, curves_before, rounds_before, earlier_runs = earlier_seeds(stem, args)
-        per_seed, curves, rounds = earlier | per_seed, curves_before | curves, rounds_before | rounds
-    seeds = sorted(per_seed)
-    results = {}
-    for name in per_seed[args.seeds[0]]:
-        values = torch.tensor([per_seed[seed][name][0] for seed in seeds], dtype=torch.float64)
-        spread = round(float(values.std()), 4) if len(values) > 1 else None  # JSON null, not NaN, for one seed
-        results[name] = {"nll_oracle_mean": round(float(values.mean()), 4), "nll_oracle_sd": spread,
-                         "per_seed": {str(seed): {"nll_oracle": round(per_seed[seed][name][0], 3),
-                                                  "standard_error": round(per_seed[seed][name][1], 4)}
-                                      | ({"round": round(rounds[seed], 2)} if name == "seqgan_selected" else {})
-                                      for seed in seeds}}
+        rows_before, curves_before, earlier_runs = earlier_seeds(name, args)
+        rows = {figure: rows_before.get(figure, {}) | per_seed for figure, per_seed in rows.items()}
+        curves = curves_before | curves
+    results = seed_summary(rows, "nll_oracle", {"nll_oracle": 3, "standard_error": 4, "round": 2})
+    for figure, summary in results.items():
+        spread = summary["nll_oracle_sd"]
         shown = "–" if spread is None else f"{spread:.3f}"
-        print(f"{name:<8} mean {float(values.mean()):.3f}, s.d. over seeds {shown} (target ≤ {TARGETS[name]})")
+        print(f"{figure:<8} mean {summary['nll_oracle_mean']:.3f}, s.d. over seeds {shown} "
+              f"(target ≤ {TARGETS[figure]})")
+    seeds = sorted(curves)
     protocol = (f"SEED STUDY (train.seed = {', '.join(map(str, seeds))}; the oracle's 10,000 training sequences "
                 "are those of seed 0 for every run): NLL-oracle = the oracle's mean NLL per token (nats) of 10,000 "
                 "generator samples (multinomial, 20 tokens), its standard error within a run, and the mean and "
                 "sample standard deviation of the runs' figures; recipe configs/seqgan_oracle.yaml")
     protocol = marked(protocol, args)
-    results["curves"] = {f"seed {seed}": curve_rows(curves[seed]) for seed in seeds}
-    plot = result_path(f"{stem}_seeds", args.quick, ".png")
-    plot_curves({f"seed {seed}": curves[seed] for seed in seeds}, plot, pretrain_epochs)
-    path = write_result(f"{stem}_seeds", args.quick, {
+    results["curves"] = {f"seed {seed}": curves[seed] for seed in seeds}
+    plot = result_path(name, args.quick, ".png")
+    plot_curves({f"seed {seed}": [(r["phase"], r["x"], r["nll_oracle"]) for r in curves[seed]] for seed in seeds},
+                plot, pretrain_epochs)
+    path = write_result(name, args.quick, {
         "device": device_description(device), "wall_s": round(time.time() - start, 1), "protocol": protocol,
         "overrides": args.overrides, "trained_seeds": args.seeds, "earlier_runs": earlier_runs,
         "results": results, "published": PUBLISHED,
@@ -261,19 +237,9 @@ def main() -> int:
                         help="MLE pretraining alone (no discriminator, no SeqGAN); writes gan_oracle_mle.json")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="auto: bf16 autocast on CUDA, fp32 on CPU")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
-                        help="train once per training seed and report the spread; writes <name>_seeds.json "
-                             "(KEY=VALUE overrides go before --seeds)")
-    parser.add_argument("--add", action="store_true", help="with --seeds: keep the seeds already in the last "
-                        "<name>_seeds.json (the same overrides) and report the mean and s.d. over all of them")
-    parser.add_argument("--name", default=None, help="the variant's name in its result and run folder's names "
-                        "(default: 'variant' when there are overrides)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides (a variant of the recipe)")
+    add_study_arguments(parser)
     args = parser.parse_args()
-    if args.add and not args.seeds:
-        parser.error("--add adds seeds to a seed study: give --seeds")
-    if args.name is not None and not args.name.isidentifier():
-        parser.error(f"--name must be letters, digits and underscores, got {args.name!r}")
+    check_study_arguments(parser, args)
     data = require_data("seqgan_oracle")
     device = str(resolve_device(args.device))
     oracle = Oracle.load(data / "target_params.npz")
@@ -294,9 +260,8 @@ def main() -> int:
     if args.mle_only:
         overrides += ["model.disc_pretrain_epochs=0", "model.adversarial_rounds=0"]
     recipe = apply_overrides(recipe, overrides + args.overrides)
-    variant = f"_{args.name}" if args.name else "_variant" if args.overrides else ""
-    stem = f"gan_oracle{'_mle' if args.mle_only else ''}{variant}"
-    run_stem = f"bench_gan_oracle{variant}"
+    stem = study_name(f"gan_oracle{'_mle' if args.mle_only else ''}", args)
+    run_stem = f"bench_gan_oracle{variant_suffix(args)}"
     if args.seeds:
         return seed_study(recipe, args, stem, run_stem, device, oracle)
     out_dir = ROOT / "runs" / run_stem

@@ -28,7 +28,8 @@ import torch  # noqa: E402
 
 from genloom.decoding.generate import GenerationConfig, generate  # noqa: E402
 from genloom.models import gpt  # noqa: E402
-from genloom.train.loop import resolve_device  # noqa: E402
+from genloom.models.huggingface import gpt_config_to_hf, gpt_state_to_hf  # noqa: E402
+from genloom.device import resolve_device  # noqa: E402
 
 CONFIG = gpt.GPTConfig(vocab_size=8192, context_length=512, dim=384, num_layers=6, num_heads=6, dropout=0.0)
 
@@ -43,8 +44,8 @@ def build_pair(device: torch.device):
     with tempfile.TemporaryDirectory() as folder:
         import json
 
-        Path(folder, "config.json").write_text(json.dumps(gpt.config_to_hf(CONFIG, 1, 2)))
-        save_file(gpt.state_to_hf(ours), str(Path(folder, "model.safetensors")), metadata={"format": "pt"})
+        Path(folder, "config.json").write_text(json.dumps(gpt_config_to_hf(CONFIG, 1, 2)))
+        save_file(gpt_state_to_hf(ours), str(Path(folder, "model.safetensors")), metadata={"format": "pt"})
         theirs = transformers.GPT2LMHeadModel.from_pretrained(folder, attn_implementation="sdpa")
     return ours.to(device), theirs.to(device)
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, device_description, require_data, write_result  # noqa: E402
 
 import genloom  # noqa: E402
-from genloom.train.loop import resolve_device  # noqa: E402
+from genloom.device import resolve_device  # noqa: E402
 
 PUBLISHED = {"zaremba2014_small": {"test_perplexity": 114.5, "valid_perplexity": 120.7,
                                    "source": "Zaremba, Sutskever, Vinyals 2014, Table 1 (non-regularized LSTM)"}}

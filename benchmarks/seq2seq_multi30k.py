@@ -25,7 +25,7 @@ from common import ROOT, device_description, earlier_results, require_data, writ
 
 import genloom  # noqa: E402
 from genloom.data.readers import read_parallel  # noqa: E402
-from genloom.train.loop import resolve_device  # noqa: E402
+from genloom.device import resolve_device  # noqa: E402
 
 RECIPES = {"gru": "seq2seq_multi30k_gru.yaml", "transformer": "transformer_multi30k.yaml"}
 PUBLISHED = {"attention_gru": {"bleu": 28.3, "source": "bentrevett/pytorch-seq2seq, notebook 3 (Bahdanau attention)"},

@@ -27,7 +27,7 @@ from common import ROOT, device_description, require_data, write_result  # noqa:
 
 import genloom  # noqa: E402
 from genloom.metrics import rouge  # noqa: E402
-from genloom.train.loop import resolve_device  # noqa: E402
+from genloom.device import resolve_device  # noqa: E402
 
 
 def load_split(path: Path) -> list[dict]:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, device_description, require_data, write_result  # noqa: E402
 
 import genloom  # noqa: E402
-from genloom.train.loop import resolve_device  # noqa: E402
+from genloom.device import resolve_device  # noqa: E402
 
 GPU_RECIPE = ["model.context_length=256", "model.dim=384", "model.num_layers=6", "model.num_heads=6",
               "model.dropout=0.2", "train.batch_size=64", "train.bptt=256", "train.max_steps=5000",

@@ -41,7 +41,8 @@ from genloom.config import apply_overrides  # noqa: E402
 from genloom.data.readers import read_lines  # noqa: E402
 from genloom.models.rnnlm import RNNLMConfig  # noqa: E402
 from genloom.models.vae import VAEConfig  # noqa: E402
-from genloom.train.loop import TrainingInterrupted, resolve_device  # noqa: E402
+from genloom.device import resolve_device  # noqa: E402
+from genloom.errors import TrainingInterrupted  # noqa: E402
 
 PUBLISHED = {
     "texar_lstm_vae": {"nll": 102.54, "perplexity": 107.64, "source": "Texar-PyTorch examples/vae_text, PTB, LSTM decoder"},

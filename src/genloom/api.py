@@ -1,23 +1,24 @@
-"""The Python API: ``load`` a checkpoint to generate and evaluate, ``train`` a recipe."""
+"""The Python API: ``load`` a checkpoint and use it (generate, translate, score), ``train`` a recipe."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from genloom.checkpoint import load_tensors, read_checkpoint_config, read_json
-from genloom.config import DataConfig, RunConfig, from_dict, load_run_config, parse_run_config, to_dict
+from genloom.config import DataConfig, RunConfig, apply_overrides, from_dict, load_run_config, parse_run_config
 from genloom.data.batching import pad
 from genloom.data.readers import read_corpus
-from genloom.data.tokenizers import Tokenizer
 from genloom.decoding.generate import GenerationConfig, beam_search, generate
 from genloom.errors import UserError
-from genloom.models import FAMILIES
-from genloom.train.loop import resolve_device
+from genloom.metrics import bleu, chrf
+from genloom.models.huggingface import export_gpt2
+from genloom.models.loading import Checkpoint, load_checkpoint
+from genloom.recipes import RECIPES, lm, seq2seq, vae
+from genloom.training import distributed
 
 
 @dataclass
@@ -41,25 +42,23 @@ class LoadedModel:
         >>> "".join(lm.generate("the cat", max_new_tokens=10))  # doctest: +SKIP
     """
 
-    def __init__(self, path: Path, config: dict[str, Any], model: torch.nn.Module, tokenizer: Tokenizer,
-                 device: torch.device):
-        self.path, self.config, self.model, self.tokenizer, self.device = path, config, model, tokenizer, device
-        self.family = config["family"]
-        self.recipe = config.get("recipe", {})
-        self.conditional = bool(getattr(model, "conditional", False))
+    def __init__(self, checkpoint: Checkpoint):
+        self.checkpoint = checkpoint
+        self.path, self.config, self.model = checkpoint.path, checkpoint.config, checkpoint.model
+        self.tokenizer, self.device, self.family = checkpoint.tokenizer, checkpoint.device, checkpoint.family
+        self.recipe = self.config.get("recipe", {})
+        self.conditional = self.family in CONDITIONAL_FAMILIES
         batching = self.recipe.get("data", {}).get("batching", "sentences")
         # A stream-trained LM saw every text start right after EOS; a sentence-trained one after BOS.
-        self.start_id = tokenizer.eos_id if batching == "stream" and not self.conditional else tokenizer.bos_id
+        self.start_id = self.tokenizer.eos_id if batching == "stream" and not self.conditional else self.tokenizer.bos_id
 
     def _inputs(self, prompts: list[str]) -> tuple[list[list[int]], dict[str, torch.Tensor] | None, list[list[str]]]:
         """Decoder prompts, the conditioning context, and each row's out-of-vocabulary source words."""
         if not self.conditional:
             return [[self.start_id] + (self.tokenizer.encode(p) if p else []) for p in prompts], None, [[] for _ in prompts]
-        from genloom.train.seq2seq import extend_source
-
         max_source = self.recipe.get("data", {}).get("max_source_length", 400)
         sources = [self.tokenizer.encode(p)[:max_source] or [self.tokenizer.eos_id] for p in prompts]
-        extended = [extend_source(p, ids, self.tokenizer) for p, ids in zip(prompts, sources)]
+        extended = [seq2seq.extend_source(p, ids, self.tokenizer) for p, ids in zip(prompts, sources)]
         source, source_mask = pad(sources, self.tokenizer.pad_id)
         source_extended, _ = pad([e for e, _ in extended], self.tokenizer.pad_id)
         context = {"source": source.to(self.device), "source_mask": source_mask.to(self.device),
@@ -143,7 +142,7 @@ class LoadedModel:
 
     def latent_model(self):
         """The VAE itself, or a clear error when this checkpoint has no latent space."""
-        if not getattr(self.model, "latent", False):
+        if self.family != "vae":
             raise UserError(f"{self.path} holds a '{self.family}' model, which has no latent space (train a vae).")
         return self.model
 
@@ -196,7 +195,7 @@ class LoadedModel:
                 for row in range(len(ids))]
 
     def _masked_model(self):
-        if not getattr(self.model, "masked", False):
+        if self.family != "bert":
             raise UserError(f"{self.path} holds a '{self.family}' model; this needs a masked LM (bert).")
         return self.model
 
@@ -225,44 +224,32 @@ class LoadedModel:
 
     def evaluate(self, data: str | Path | list[str], target: str | Path | None = None,
                  iw_samples: int = 500) -> dict[str, Any]:
-        """Score a file (or a list of texts for a language model).
+        """Score a file (or a list of texts for a language model); what is measured depends on the family
+        (``EVALUATIONS``).
 
         Language model: loss (nats per token, EOS included), perplexity, tokens.
         VAE: ELBO, reconstruction, KL, importance-weighted NLL with ``iw_samples``
-        samples and its perplexity, mutual information and active units
-        (``genloom.train.vae.evaluate_texts``).
+        samples and its perplexity, mutual information and active units.
         Seq2seq: ``data`` holds sources (or source–target TSV/JSONL), ``target``
         the references; loss and perplexity of the references, and BLEU and
         chrF of beam-search output against them.
         """
-        if self.conditional:
-            from genloom.train.seq2seq import read_pairs
+        return EVALUATIONS[self.family](self, data, target, iw_samples)
 
-            recipe_data = from_dict(DataConfig, self.recipe.get("data", {}), "data")
-            recipe_data.test, recipe_data.test_target = str(data), str(target) if target else None
-            return self.evaluate_pairs(read_pairs(recipe_data, "test"))
-        from genloom.train.lm import evaluate_texts
-
+    def texts(self, data: str | Path | list[str]) -> list[str]:
+        """The texts of a file read as the recipe read its training data, or a list's non-blank texts."""
         if isinstance(data, (str, Path)):
             recipe_data = self.recipe.get("data", {})
-            texts = read_corpus(data, recipe_data.get("format", "lines"), recipe_data.get("field"),
-                                recipe_data.get("lowercase", False))
-        else:
-            texts = [t for t in data if t.strip()]
-            if not texts:
-                raise UserError("there is no text to evaluate.")
-        if getattr(self.model, "latent", False):
-            from genloom.train import vae
-
-            return vae.evaluate_texts(self.model, self.tokenizer, self.recipe, texts, self.device, iw_samples)
-        return evaluate_texts(self.model, self.tokenizer, self.recipe, texts, self.device)
+            return read_corpus(data, recipe_data.get("format", "lines"), recipe_data.get("field"),
+                               recipe_data.get("lowercase", False))
+        texts = [t for t in data if t.strip()]
+        if not texts:
+            raise UserError("there is no text to evaluate.")
+        return texts
 
     def evaluate_pairs(self, pairs: list[tuple[str, str]], batch_size: int = 64, **options: Any) -> dict[str, Any]:
         """Loss/perplexity of the references and BLEU/chrF of decoded outputs (beam 5 unless told)."""
-        from genloom.metrics import bleu, chrf
-        from genloom.train.seq2seq import pair_loss
-
-        result = pair_loss(self.model, self.tokenizer, self.recipe, pairs, self.device)
+        result = seq2seq.pair_loss(self.model, self.tokenizer, self.recipe, pairs, self.device)
         options = {"method": "beam", "num_beams": 5, "max_new_tokens": 100, **options}
         outputs = []
         for start in range(0, len(pairs), batch_size):
@@ -279,8 +266,36 @@ def _cut_at_stop(text: str, stop_strings: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+def _evaluate_lm(model: LoadedModel, data: str | Path | list[str], target: Any, iw_samples: int) -> dict[str, Any]:
+    return lm.evaluate_texts(model.model, model.tokenizer, model.recipe, model.texts(data), model.device)
+
+
+def _evaluate_vae(model: LoadedModel, data: str | Path | list[str], target: Any, iw_samples: int) -> dict[str, Any]:
+    return vae.evaluate_texts(model.model, model.tokenizer, model.recipe, model.texts(data), model.device, iw_samples)
+
+
+def _evaluate_seq2seq(model: LoadedModel, data: str | Path | list[str], target: str | Path | None,
+                      iw_samples: int) -> dict[str, Any]:
+    recipe_data = from_dict(DataConfig, model.recipe.get("data", {}), "data")
+    recipe_data.test, recipe_data.test_target = str(data), str(target) if target else None
+    return model.evaluate_pairs(seq2seq.read_pairs(recipe_data, "test"))
+
+
+# What ``evaluate`` measures for each family (a GAN's generator is scored as a language model).
+EVALUATIONS: dict[str, Callable[[LoadedModel, Any, Any, int], dict[str, Any]]] = {
+    "rnnlm": _evaluate_lm,
+    "gpt": _evaluate_lm,
+    "bert": _evaluate_lm,
+    "gan": _evaluate_lm,
+    "vae": _evaluate_vae,
+    "seq2seq": _evaluate_seq2seq,
+    "transformer_seq2seq": _evaluate_seq2seq,
+}
+CONDITIONAL_FAMILIES = ("seq2seq", "transformer_seq2seq")  # a prompt is a source to translate or summarize
+
+
 def load(path: str | Path, device: str | None = None, family: str | None = None) -> LoadedModel:
-    """Load a genloom checkpoint directory.
+    """Load a genloom checkpoint folder (or a local Hugging Face GPT-2 / BERT folder).
 
     Args:
         path: the run directory (holding config.json, model.safetensors, tokenizer.json).
@@ -290,135 +305,47 @@ def load(path: str | Path, device: str | None = None, family: str | None = None)
     Returns:
         A ``LoadedModel`` in evaluation mode.
     """
-    path = Path(path)
-    hf_config = _huggingface_config(path)
-    if hf_config is not None:
-        return _load_huggingface(path, hf_config, device, family)
-    config = read_checkpoint_config(path)
-    if family is not None and config["family"] != family:
-        raise UserError(f"{path} holds a '{config['family']}' checkpoint, but this command needs a '{family}' one.")
-    module = FAMILIES.get(config["family"])
-    if module is None:
-        raise UserError(f"{path} holds an unknown model family '{config['family']}'; known: {', '.join(FAMILIES)}.")
-    model_config = from_dict(module.CONFIG, config["model"], "model")
-    tokenizer = Tokenizer.load(path / "tokenizer.json")
-    torch_device = resolve_device(device or "auto")
-    model = module.build(model_config)
-    weights = load_tensors(path / "model.safetensors")
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as error:
-        raise UserError(f"the weights in {path / 'model.safetensors'} do not fit the model in its config.json "
-                        f"({str(error).splitlines()[0]}).") from None
-    model.to(torch_device).eval()
-    return LoadedModel(path, config, model, tokenizer, torch_device)
-
-
-def _huggingface_config(path: Path) -> dict[str, Any] | None:
-    """The config.json of a Hugging Face model directory (it has ``model_type``, not ``family``), else None."""
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        return None
-    config = read_json(config_path)
-    return config if isinstance(config, dict) and "model_type" in config and "family" not in config else None
-
-
-def _load_huggingface(path: Path, hf_config: dict[str, Any], device: str | None, family: str | None) -> LoadedModel:
-    """Load a local Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer files); never downloads."""
-    from genloom.models import bert, gpt
-
-    ours = {"gpt2": "gpt", "bert": "bert"}.get(hf_config["model_type"])
-    if ours is None:
-        raise UserError(f"expected a Hugging Face GPT-2 or BERT config, got model_type {hf_config['model_type']!r}.")
-    if family not in (None, ours):
-        raise UserError(f"{path} holds a Hugging Face '{hf_config['model_type']}' model, not a '{family}' one.")
-    weights = path / "model.safetensors"
-    config = gpt.config_from_hf(hf_config) if ours == "gpt" else bert.config_from_hf(hf_config, mask_id=0)
-    tokenizer = _huggingface_tokenizer(path, hf_config)
-    if ours == "gpt":
-        model, state = gpt.GPT(config), (lambda tensors: gpt.state_from_hf(tensors, config))
-        batching = "stream"
-    else:
-        config.mask_id = tokenizer.mask_id
-        model, state = bert.Bert(config), (lambda tensors: bert.state_from_hf(tensors, config))
-        batching = "sentences"
-    if not weights.is_file():
-        raise UserError(f"{path} has no model.safetensors; genloom loads only safetensors weights "
-                        "(a pytorch_model.bin would have to be unpickled).")
-    try:
-        model.load_state_dict(state(load_tensors(weights)), strict=True)
-    except (KeyError, RuntimeError) as error:
-        raise UserError(f"the weights in {weights} do not fit its config.json ({str(error).splitlines()[0]}).") from None
-    torch_device = resolve_device(device or "auto")
-    model.to(torch_device).eval()
-    genloom_config = {"family": ours, "model": to_dict(config), "source": "huggingface",
-                      "recipe": {"data": {"batching": batching},
-                                 "train": {"eval_batch_size": 8, "bptt": config.context_length, "precision": "fp32"}}}
-    return LoadedModel(path, genloom_config, model, tokenizer, torch_device)
-
-
-def _huggingface_tokenizer(path: Path, hf_config: dict[str, Any]) -> Tokenizer:
-    """tokenizer.json, or GPT-2's vocab.json + merges.txt; for GPT-2, <|endoftext|> (eos_token_id) plays pad,
-    bos and eos; for BERT, [PAD] [CLS] [SEP] [UNK] [MASK] play pad, bos, eos, unk and mask."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import decoders, models, pre_tokenizers
-
-    if hf_config["model_type"] == "bert":
-        if not (path / "tokenizer.json").is_file():
-            raise UserError(f"{path} has no tokenizer.json (save the BERT tokenizer with a fast tokenizer).")
-        hf = HFTokenizer.from_file(str(path / "tokenizer.json"))
-        hf.post_processor = None  # genloom adds [CLS] and [SEP] itself
-        return Tokenizer(hf, "wordpiece", {"pad": "[PAD]", "bos": "[CLS]", "eos": "[SEP]", "unk": "[UNK]",
-                                           "mask": "[MASK]"})
-    if (path / "tokenizer.json").is_file():
-        hf = HFTokenizer.from_file(str(path / "tokenizer.json"))
-    elif (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-        hf = HFTokenizer(models.BPE.from_file(str(path / "vocab.json"), str(path / "merges.txt")))
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        hf.decoder = decoders.ByteLevel()
-    else:
-        raise UserError(f"{path} has no tokenizer (tokenizer.json, or vocab.json and merges.txt).")
-    eos = hf.id_to_token(hf_config.get("eos_token_id", 50256))
-    bos = hf.id_to_token(hf_config.get("bos_token_id", hf_config.get("eos_token_id", 50256)))
-    if eos is None or bos is None:
-        raise UserError(f"the tokenizer in {path} has no token for the config's bos/eos ids.")
-    return Tokenizer(hf, "bpe", {"pad": eos, "bos": bos, "eos": eos, "unk": None})
+    return LoadedModel(load_checkpoint(path, device=device, family=family))
 
 
 def export_huggingface(model: LoadedModel, out_dir: str | Path) -> Path:
     """Write a genloom GPT as a Hugging Face GPT-2 directory (config.json, model.safetensors, tokenizer.json)."""
-    from genloom.checkpoint import atomic_write, save_tensors, write_json
-    from genloom.models import gpt
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UserError(f"{out_dir} is not empty; export into a new folder so nothing is overwritten.")
     if model.family != "gpt":
         raise UserError(f"only GPT checkpoints export to the GPT-2 layout; {model.path} holds a '{model.family}' model.")
-    write_json(out_dir / "config.json", gpt.config_to_hf(model.model.config, model.tokenizer.bos_id,
-                                                         model.tokenizer.eos_id))
-    save_tensors(out_dir / "model.safetensors", gpt.state_to_hf(model.model), metadata={"format": "pt"})
-    atomic_write(out_dir / "tokenizer.json", model.tokenizer.hf.to_str())
-    return out_dir
+    return export_gpt2(model.model, model.tokenizer, out_dir)
 
 
 def train(config: str | Path | RunConfig | dict, overrides: list[str] | None = None, resume: bool = False,
           device: str | None = None) -> dict[str, Any]:
-    """Run a recipe: a YAML path, a recipe dict or a ``RunConfig``; returns the run's summary."""
-    from genloom.train.recipes import RECIPES
-
+    """Run a recipe (a YAML path, a recipe dict or a ``RunConfig``) and, when it names ``data.test``, score the
+    trained model on it; returns the run's summary with the test figures as ``test_*``."""
     if isinstance(config, (str, Path)):
         run = load_run_config(config, overrides)
     elif isinstance(config, dict):
-        from genloom.config import apply_overrides
-
         run = parse_run_config(apply_overrides(config, overrides or []))
     else:
         run = config
     recipe = RECIPES.get(run.family)
     if recipe is None:
         raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(RECIPES)}.")
-    return recipe(run, resume=resume, device=device)
+    summary = recipe(run, resume=resume, device=device)
+    if run.data.test and run.family in TEST_FIGURES and distributed.rank() == 0:
+        trained = load(run.out_dir, device=device or run.train.device)
+        result = trained.evaluate(run.data.test, target=run.data.test_target)
+        summary.update({f"test_{key}": result[key] for key in TEST_FIGURES[run.family] or result
+                        if key not in ("protocol", "signature")})
+    return summary
 
 
-__all__ = ["LoadedModel", "load", "train", "RunConfig"]
+# The test-split figures ``train`` adds to a family's summary (None: every figure ``evaluate`` returns).
+TEST_FIGURES: dict[str, tuple[str, ...] | None] = {
+    "rnnlm": ("loss", "perplexity"),
+    "gpt": ("loss", "perplexity"),
+    "bert": ("loss", "perplexity"),
+    "vae": None,
+    "seq2seq": None,
+    "transformer_seq2seq": None,
+}
+
+
+__all__ = ["LoadedModel", "load", "train", "export_huggingface", "RunConfig"]

@@ -1,19 +1,22 @@
 """The ``genloom`` command line: train, generate, translate, summarize, evaluate, vae, fill-mask, export,
 validate, demo.
 
-Errors a user can fix print one line on stderr and exit with status 2; an
-interrupted training run saves itself and exits with 130.
+This module is the parser; what each command does is in ``commands.py``, imported once the arguments are
+parsed, so that ``--help`` and usage errors answer at once instead of after torch has loaded. Errors a user
+can fix print one line on stderr and exit with status 2; an interrupted training run saves itself and exits
+with 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from genloom import __version__
-from genloom.errors import UserError
+from genloom.decoding.config import GenerationConfig
+from genloom.errors import TrainingInterrupted, UserError
+
+DECODING = GenerationConfig()  # the defaults every decoding option starts from
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,42 +28,40 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
+    d = DECODING
     group = parser.add_argument_group("decoding")
     group.add_argument("--method", choices=["greedy", "sample", "beam"], default=None,
-                       help="greedy: the most likely token each step; sample: draw from the (shaped) distribution; "
-                            "beam: beam search. Default: greedy, or beam when --beam is given.")
+                       help=f"greedy: the most likely token each step; sample: draw from the (shaped) distribution; "
+                            f"beam: beam search. Default: {d.method}, or beam when --beam is given.")
     group.add_argument("--beam", type=int, metavar="K", default=None,
-                       help="beam search with K beams (implies --method beam).")
-    group.add_argument("--max-new-tokens", type=int, default=50, help="stop after this many new tokens (default 50).")
-    group.add_argument("--min-new-tokens", type=int, default=0, help="forbid EOS before this many new tokens (default 0).")
-    group.add_argument("--temperature", type=float, default=1.0,
-                       help="sampling: divide logits by this; <1 sharper, >1 flatter (default 1.0).")
-    group.add_argument("--top-k", type=int, default=0, help="sampling: keep only the K most likely tokens (0 = all).")
-    group.add_argument("--top-p", type=float, default=1.0,
-                       help="sampling: keep the smallest set of tokens with probability mass ≥ P (default 1.0 = all).")
-    group.add_argument("--repetition-penalty", type=float, default=1.0,
-                       help="divide positive (multiply negative) logits of already-seen tokens by this (default 1.0 = off).")
-    group.add_argument("--no-repeat-ngram", type=int, default=0, metavar="N",
-                       help="never repeat an n-gram of this size (default 0 = off).")
-    group.add_argument("--length-penalty", type=float, default=1.0,
-                       help="beam: rank hypotheses by log-prob / length**this (default 1.0).")
-    group.add_argument("--coverage-penalty", type=float, default=0.0, metavar="BETA",
-                       help="beam, attending models: add BETA × Σ log min(attention received, 1) per source word "
-                            "(GNMT), favouring outputs that cover the whole source (default 0 = off).")
-    group.add_argument("--n-best", type=int, default=1, help="beam: print this many hypotheses per input (default 1).")
+                       help=f"beam search with K beams (implies --method beam; default K {d.num_beams}).")
+    group.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+                       help=f"stop after this many new tokens (default {d.max_new_tokens}).")
+    group.add_argument("--min-new-tokens", type=int, default=d.min_new_tokens,
+                       help=f"forbid EOS before this many new tokens (default {d.min_new_tokens}).")
+    group.add_argument("--temperature", type=float, default=d.temperature,
+                       help=f"sampling: divide logits by this; <1 sharper, >1 flatter (default {d.temperature}).")
+    group.add_argument("--top-k", type=int, default=d.top_k,
+                       help=f"sampling: keep only the K most likely tokens (default {d.top_k}; 0 = all).")
+    group.add_argument("--top-p", type=float, default=d.top_p,
+                       help=f"sampling: keep the smallest set of tokens with probability mass ≥ P "
+                            f"(default {d.top_p}; 1.0 = all).")
+    group.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty,
+                       help=f"divide positive (multiply negative) logits of already-seen tokens by this "
+                            f"(default {d.repetition_penalty}; 1.0 = off).")
+    group.add_argument("--no-repeat-ngram", type=int, default=d.no_repeat_ngram_size, metavar="N",
+                       help=f"never repeat an n-gram of this size (default {d.no_repeat_ngram_size}; 0 = off).")
+    group.add_argument("--length-penalty", type=float, default=d.length_penalty,
+                       help=f"beam: rank hypotheses by log-prob / length**this (default {d.length_penalty}).")
+    group.add_argument("--coverage-penalty", type=float, default=d.coverage_penalty, metavar="BETA",
+                       help=f"beam, attending models: add BETA × Σ log min(attention received, 1) per source word "
+                            f"(GNMT), favouring outputs that cover the whole source (default {d.coverage_penalty}; "
+                            "0 = off).")
+    group.add_argument("--n-best", type=int, default=d.num_return_sequences,
+                       help=f"beam: print this many hypotheses per input (default {d.num_return_sequences}).")
     group.add_argument("--stop", action="append", default=[], metavar="TEXT",
                        help="end a sequence when this text appears (repeatable); the text is cut before it.")
-    group.add_argument("--seed", type=int, default=None, help="random seed for sampling, for repeatable output.")
-
-
-def _generation_options(args: argparse.Namespace) -> dict:
-    method = args.method or ("beam" if args.beam else "greedy")
-    return dict(method=method, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
-                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram,
-                num_beams=args.beam or 4, length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
-                num_return_sequences=args.n_best,
-                stop_strings=args.stop, seed=args.seed)
+    group.add_argument("--seed", type=int, default=d.seed, help="random seed for sampling, for repeatable output.")
 
 
 def build_parser() -> Parser:
@@ -170,193 +171,16 @@ def build_parser() -> Parser:
     return parser
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from genloom.api import train
-
-    from genloom.train import distributed
-
-    summary = train(args.config, overrides=args.overrides, resume=args.resume, device=args.device)
-    if distributed.rank() != 0:
-        return 0
-    figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
-    print(f"done: {figures}")
-    return 0
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    from genloom.api import load
-    from genloom.data.readers import read_lines
-
-    options = _generation_options(args)
-    if args.num_samples < 1:
-        raise UserError(f"--num-samples must be at least 1, got {args.num_samples}.")
-    model = load(args.checkpoint, device=args.device)
-    prompts = read_lines(args.input) if args.input else [args.prompt or ""]
-    if args.stream:
-        for prompt in prompts:
-            for sample in range(args.num_samples):
-                options_for = dict(options, seed=None if options["seed"] is None else options["seed"] + sample)
-                if prompt:
-                    print(prompt, end="", flush=True)
-                for piece in model.generate(prompt, **options_for):
-                    print(piece, end="", flush=True)
-                print(flush=True)
-        return 0
-    batch = [p for p in prompts for _ in range(args.num_samples)]
-    for prompt, outputs in zip(batch, model.complete(batch, **options)):
-        for text in outputs:
-            print(prompt + text)
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from genloom.api import load
-
-    result = load(args.checkpoint, device=args.device).evaluate(args.data, target=args.target,
-                                                                iw_samples=args.iw_samples)
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    if "elbo" in result:
-        print(f"NLL {result['nll']:.2f} nats/sentence (importance-weighted, {result['iw_samples']} samples), "
-              f"perplexity {result['perplexity']:.2f}, {result['sentences']:,} sentences, {result['tokens']:,} tokens")
-        print(f"ELBO {result['elbo']:.2f} = −(reconstruction {result['reconstruction']:.2f} + KL {result['kl']:.2f}); "
-              f"mutual information {result['mutual_info']:.3f} nats; active units {result['active_units']}")
-        print(f"protocol: {result['protocol']}")
-        return 0
-    print(f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}, "
-          f"{result['tokens']:,} tokens (EOS included)")
-    if "bleu" in result:
-        print(f"BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  ({result['signature']})")
-    return 0
-
-
-def cmd_transduce(args: argparse.Namespace) -> int:
-    from genloom.api import load
-    from genloom.apps.attention_plot import plot_attention
-    from genloom.data.readers import read_lines
-
-    options = _generation_options(args)
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    model = load(args.checkpoint, device=args.device)
-    if not model.conditional:
-        raise UserError(f"{args.checkpoint} holds a '{model.family}' model; '{args.command}' needs a seq2seq checkpoint.")
-    if args.input:
-        inputs = read_lines(args.input)
-    else:
-        inputs = [line.strip() for line in sys.stdin if line.strip()]
-        if not inputs:
-            raise UserError("no input: give --input FILE or lines on stdin.")
-    results = []
-    for start in range(0, len(inputs), args.batch_size):
-        results += model.transduce(inputs[start : start + args.batch_size], **options)
-    text = "".join(r.text.strip() + "\n" for r in results)
-    if args.output:
-        from genloom.checkpoint import atomic_write
-
-        atomic_write(args.output, text)
-    else:
-        sys.stdout.write(text)
-    if args.attention_plot:
-        plot = Path(args.attention_plot)
-        for number, result in enumerate(results, start=1):
-            if result.attention is None:
-                raise UserError("this model has no attention to plot (model.attention is none).")
-            path = plot if len(results) == 1 else plot.with_name(f"{plot.stem}-{number}{plot.suffix}")
-            plot_attention(result.attention, result.source_tokens, result.target_tokens, path,
-                           title=f"{args.command}: input {number}")
-    return 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from genloom.config import load_run_config
-    from genloom.models import FAMILIES
-
-    run = load_run_config(args.config, args.overrides)
-    module = FAMILIES.get(run.family)
-    if module is None:
-        raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(FAMILIES)}.")
-    from genloom.config import from_dict
-
-    module.check_config(from_dict(module.CONFIG, run.model, "model"))
-    for key in ("train", "valid", "test", "train_target", "valid_target", "test_target"):
-        value = getattr(run.data, key)
-        if value and not Path(value).is_file():
-            raise UserError(f"data.{key} names a file that does not exist: {value}")
-    print(f"{args.config}: OK ({run.family}, {run.tokenizer.kind} tokenizer, {run.train.optimizer} "
-          f"lr {run.train.lr}, out_dir {run.out_dir})")
-    return 0
-
-
-def cmd_fill_mask(args: argparse.Namespace) -> int:
-    from genloom.api import load
-
-    model = load(args.checkpoint, device=args.device)
-    for number, fillers in enumerate(model.fill_mask(args.text, args.top_k), start=1):
-        print(f"[MASK] {number}:")
-        for token, probability in fillers:
-            print(f"  {probability:7.4f}  {token}")
-    if args.score:
-        print(f"pseudo-log-likelihood: {model.pseudo_log_likelihood(args.text.replace('[MASK]', '')):.3f} nats")
-    return 0
-
-
-def cmd_vae(args: argparse.Namespace) -> int:
-    from genloom.api import load
-    from genloom.apps import latent
-    from genloom.data.readers import read_lines
-
-    model = load(args.checkpoint, device=args.device)
-    model.latent_model()
-    if args.use == "plot":
-        path = latent.plot_latent(model, read_lines(args.data), args.out or Path(args.checkpoint) / "latent.png")
-        print(f"wrote {path}")
-        return 0
-    options = _generation_options(args)
-    if args.use == "sample":
-        print("\n".join(latent.sample(model, args.num_samples, **options)))
-    elif args.use == "reconstruct":
-        texts = read_lines(args.input) if args.input else [line.strip() for line in sys.stdin if line.strip()]
-        if not texts:
-            raise UserError("no input: give --input FILE or sentences on stdin.")
-        print("\n".join(latent.reconstruct(model, texts, **options)))
-    else:
-        for t, text in latent.interpolate(model, args.first, args.last, args.steps, **options):
-            print(f"{t:.2f}  {text}")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from genloom.api import export_huggingface, load
-
-    path = export_huggingface(load(args.checkpoint, device="cpu"), args.out_dir)
-    print(f"wrote {path} (Hugging Face GPT-2 layout)")
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from genloom.apps.demo import run_demo
-
-    run_demo(Path(args.out_dir), device=args.device)
-    return 0
-
-
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
-            "evaluate": cmd_evaluate, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
-            "demo": cmd_demo}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    from genloom.train.loop import TrainingInterrupted
+    from genloom import commands  # torch and the models load here, after --help and usage errors
 
     try:
-        return COMMANDS[args.command](args)
+        return commands.COMMANDS[args.command](args)
     except UserError as error:
         print(f"genloom: error: {error}", file=sys.stderr)
         return 2

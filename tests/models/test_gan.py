@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import genloom
-import genloom.train.loop as loop
+import genloom.training.loop as loop
 from genloom.apps.toy_grammar import corpus
 from genloom.cli import main
 from genloom.data.batching import pad
@@ -13,7 +13,7 @@ from genloom.data.tokenizers import EOS_ID, PAD_ID, Tokenizer
 from genloom.errors import UserError
 from genloom.models.gan import GANConfig, build, gumbel_softmax, inverse_temperature, pad_after_eos
 from genloom.nn.cnn import TextCNN
-from genloom.train.gan import finished_phases
+from genloom.recipes.gan import finished_phases
 from tests.conftest import SHARED_DATA, logged, tiny_recipe
 
 V = 40

@@ -13,7 +13,7 @@ from genloom.data.batching import sentence_batches
 from genloom.errors import UserError
 from genloom.models.vae import (VAEConfig, build, free_bits_kl, gaussian_kl, importance_weighted_log_likelihood,
                                 kl_weight, latent_report)
-from genloom.train.vae import collapse_warning
+from genloom.recipes.vae import collapse_warning
 from tests.conftest import tiny_recipe
 
 V = 30

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from genloom.train.plot import pyplot, save_png
+from genloom.plot import pyplot, save_png
 
 
 def plot_attention(attention: Tensor, source_tokens: list[str], target_tokens: list[str], path: str | Path,

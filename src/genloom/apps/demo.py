@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+from genloom.api import load, train
 from genloom.apps.attention_plot import plot_attention
 from genloom.apps.toy_dates import pairs
 from genloom.checkpoint import atomic_write
@@ -54,8 +55,6 @@ def _prepare(out_dir: Path) -> list[tuple[str, str]]:
 
 def run_demo(out_dir: Path, device: str | None = None) -> dict:
     """Train the demo model, print outputs and metrics, save the attention heatmap; returns the figures."""
-    from genloom.api import load, train
-
     out_dir = Path(out_dir)
     test = _prepare(out_dir)
     print("genloom demo: an attention encoder–decoder learns to read dates written many ways and write them "

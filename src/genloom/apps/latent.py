@@ -11,7 +11,7 @@ import torch
 
 from genloom.api import LoadedModel
 from genloom.errors import UserError
-from genloom.train.plot import pyplot, save_png
+from genloom.plot import pyplot, save_png
 
 
 def sample(vae: LoadedModel, count: int, seed: int | None = None, **options: Any) -> list[str]:

@@ -1,5 +1,2 @@
-"""One decoding engine for every generator: logits processors, search functions, the streaming ``generate``."""
-
-from genloom.decoding.generate import GenerationConfig, StepModel, StepOutput, beam_search, generate
-
-__all__ = ["GenerationConfig", "StepModel", "StepOutput", "beam_search", "generate"]
+"""One decoding engine for every generator: the settings (``config.py``, no torch), logits processors
+(``processors.py``), and greedy, sampling and beam search with the streaming ``generate`` (``generate.py``)."""

@@ -14,12 +14,13 @@ of every row is real tokens only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
+from genloom.decoding.config import GenerationConfig
 from genloom.decoding.processors import (
     MinNewTokens,
     NoRepeatNGram,
@@ -30,6 +31,7 @@ from genloom.decoding.processors import (
     process,
 )
 from genloom.errors import UserError
+from genloom.nn.sampling import draw
 
 
 class StepModel(Protocol):
@@ -43,48 +45,6 @@ class StepModel(Protocol):
 
     def reorder_state(self, state: Any, index: Tensor) -> Any:
         """Keep rows ``index`` (B',) of the state, in that order (for beam search)."""
-
-
-@dataclass
-class GenerationConfig:
-    """How to decode. Invalid values raise ``UserError`` when the config is made."""
-
-    method: Literal["greedy", "sample", "beam"] = "greedy"
-    max_new_tokens: int = 50
-    min_new_tokens: int = 0
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    no_repeat_ngram_size: int = 0
-    num_beams: int = 4
-    length_penalty: float = 1.0
-    coverage_penalty: float = 0.0
-    num_return_sequences: int = 1
-    stop_strings: list[str] = field(default_factory=list)
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.method not in ("greedy", "sample", "beam"):
-            raise UserError(f"decoding method must be greedy, sample or beam, got '{self.method}'.")
-        checks = [
-            (self.max_new_tokens >= 1, f"max_new_tokens must be at least 1, got {self.max_new_tokens}"),
-            (0 <= self.min_new_tokens <= self.max_new_tokens,
-             f"min_new_tokens must lie in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}"),
-            (self.temperature > 0, f"temperature must be positive, got {self.temperature}; use greedy for 0"),
-            (self.top_k >= 0, f"top_k must be ≥ 0, got {self.top_k}"),
-            (0 < self.top_p <= 1, f"top_p must lie in (0, 1], got {self.top_p}"),
-            (self.repetition_penalty > 0, f"repetition_penalty must be positive, got {self.repetition_penalty}"),
-            (self.no_repeat_ngram_size >= 0, f"no_repeat_ngram_size must be ≥ 0, got {self.no_repeat_ngram_size}"),
-            (self.num_beams >= 1, f"num_beams must be at least 1, got {self.num_beams}"),
-            (self.coverage_penalty >= 0, f"coverage_penalty must be ≥ 0, got {self.coverage_penalty}"),
-            (1 <= self.num_return_sequences <= max(1, self.num_beams if self.method == "beam" else 1),
-             f"num_return_sequences must lie in [1, num_beams] for beam search and be 1 otherwise, "
-             f"got {self.num_return_sequences}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message + ".")
 
 
 @dataclass
@@ -141,23 +101,6 @@ def greedy_choice(logits: Tensor, generator: torch.Generator | None = None) -> T
 def sample_choice(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """(B, V) processed logits → (B,) one token per row drawn from their softmax."""
     return draw(torch.softmax(logits.float(), dim=-1), generator)
-
-
-def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """(B, V) non-negative weights → (B,) one index per row, drawn with probability proportional to its weight.
-
-    Inverse-CDF sampling: one uniform number per row, located among the row's cumulative sums. It is the
-    distribution of ``torch.multinomial(probs, 1)``, which on CPU draws an exponential variate for every
-    entry instead: 45× slower for the 1,024 × 5,000 rows of a SeqGAN rollout, 50× for 32 × 8,192.
-    An entry of weight zero is never drawn.
-    """
-    cdf = probs.float().cumsum(dim=-1)  # (B, V)
-    total = cdf[:, -1:]  # (B, 1)
-    if not bool(torch.isfinite(total).all() & (total > 0).all()):
-        raise ValueError("cannot sample: a row's weights are not finite or sum to zero")
-    u = torch.rand(total.shape, generator=generator, device=cdf.device) * total
-    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total even after rounding
-    return torch.searchsorted(cdf, u, right=True).squeeze(1)  # the first index whose cumulative sum exceeds u
 
 
 def _device(model: StepModel) -> torch.device:
@@ -281,23 +224,6 @@ def _expand(model: StepModel, state: Any, batch: int, beams: int, device: torch.
     return model.reorder_state(state, torch.arange(batch, device=device).repeat_interleave(beams))
 
 
-def _candidates(scores: Tensor, lprobs: Tensor, count: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The ``count`` best one-token extensions of each row's beams.
-
-    Args:
-        scores: (B, K) running log-probabilities of the beams (-inf for unused beams).
-        lprobs: (B, K, V) next-token log-probabilities.
-        count: how many candidates per row (2K, so K survive even if K end in EOS).
-
-    Returns:
-        cand_scores, cand_beams, cand_tokens, each (B, count), best first.
-    """
-    batch, beams, vocab = lprobs.shape
-    total = (scores[:, :, None] + lprobs).view(batch, beams * vocab)  # (B, K*V)
-    cand_scores, flat = torch.topk(total, min(count, beams * vocab), dim=1)  # (B, 2K)
-    return cand_scores, torch.div(flat, vocab, rounding_mode="floor"), flat % vocab
-
-
 def _normalised(score: float, length: int, length_penalty: float) -> float:
     """Length-normalised score: log-probability / length ** length_penalty (fairseq's convention)."""
     return score / max(length, 1) ** length_penalty
@@ -345,83 +271,160 @@ def beam_search(
     logits, state = model.step(padded[:, :common], state)  # (B, V)
     state = _expand(model, state, batch, beams, device)
     logits = logits.repeat_interleave(beams, dim=0)  # (B*K, V)
-    history = padded[:, :common].repeat_interleave(beams, dim=0)  # (B*K, T)
-    attended = None  # (B*K, T_new, S): attention behind each new token, for attending models
+    beam = BeamState(history=padded[:, :common].repeat_interleave(beams, dim=0), prompt_lengths=lengths)
     scores = torch.full((batch, beams), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: only the first one is live
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    done = [False] * batch
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
     new_count = torch.zeros(batch, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)
     for position in range(common, int(lengths.max()) + cfg.max_new_tokens):
         forced = position < lengths  # (B,)
-        step_attention = _attention(model, state)  # (B*K, S) or None
-        lprobs = torch.log_softmax(process(processors, history[:, 1:], logits.float()), dim=-1)
+        beam.step_attention = _attention(model, state)  # (B*K, S) or None
+        lprobs = torch.log_softmax(process(processors, beam.history[:, 1:], logits.float()), dim=-1)
         lprobs = _force(lprobs.view(batch, beams, -1), forced, padded[:, min(position, padded.size(1) - 1)])
-        cand_scores, cand_beams, cand_tokens = _candidates(scores, lprobs, 2 * beams)
+        cand = _candidates(scores, lprobs, 2 * beams)
         new_count += (~forced).long()
-        last_step = new_count >= cfg.max_new_tokens
-        keep_scores = torch.full((batch, beams), float("-inf"), device=device)
-        keep_beams = torch.zeros((batch, beams), dtype=torch.long, device=device)
-        keep_tokens = torch.full((batch, beams), eos_id, dtype=torch.long, device=device)
-        for b in range(batch):
-            if done[b]:
-                continue
-            kept = 0
-            for score, beam, token in zip(cand_scores[b].tolist(), cand_beams[b].tolist(), cand_tokens[b].tolist()):
-                if score == float("-inf") or kept == beams:
-                    break
-                new = _beam_tokens(history, lengths, b * beams + beam, b) + [token]
-                ends = not bool(forced[b]) and (token == eos_id or _stop_hit(cfg.stop_strings, detokenize, new))
-                if ends:
-                    text = new[:-1] if token == eos_id else new
-                    attention = _beam_attention(attended, step_attention, b * beams + beam, len(text), len(new))
-                    final = _normalised(score, len(new), cfg.length_penalty) + _coverage(
-                        _beam_attention(attended, step_attention, b * beams + beam, len(new), len(new)),
-                        cfg.coverage_penalty)
-                    _add_finished(finished[b], Hypothesis(text, final, attention), beams)
-                    continue
-                keep_scores[b, kept], keep_beams[b, kept], keep_tokens[b, kept] = score, beam, token
-                kept += 1
-            if bool(last_step[b]):
-                for k in range(kept):
-                    row = b * beams + int(keep_beams[b, k])
-                    new = _beam_tokens(history, lengths, row, b) + [int(keep_tokens[b, k])]
-                    attention = _beam_attention(attended, step_attention, row, len(new), len(new))
-                    final = _normalised(float(keep_scores[b, k]), len(new), cfg.length_penalty) + _coverage(
-                        attention, cfg.coverage_penalty)
-                    _add_finished(finished[b], Hypothesis(new, final, attention), beams)
-                done[b] = True
-            elif kept == 0 or (len(finished[b]) == beams and not bool(forced[b]) and _cannot_improve(
-                    finished[b], float(keep_scores[b, 0]), int(new_count[b]) + 1, cfg.length_penalty)):
-                done[b] = True
-        if all(done):
+        last_step = new_count >= cfg.max_new_tokens  # (B,)
+        ends = _ends(cand, forced, beam, eos_id, cfg.stop_strings, detokenize)  # (B, 2K)
+        ending, kept = _select(cand.scores, ends, done, beams)  # (B, 2K) each
+        _finalise(finished, ending, cand, new_count, beam, cfg, drop_token=cand.tokens == eos_id)
+        _finalise(finished, kept & last_step[:, None], cand, new_count, beam, cfg, drop_token=None)
+        scores, keep_beams, keep_tokens = _kept(cand, kept, beams, eos_id)  # (B, K) each
+        done |= last_step | (kept.sum(1) == 0)
+        done |= _cannot_improve(finished, scores[:, 0], new_count + 1, ~forced & ~done, beams, cfg.length_penalty)
+        if bool(done.all()):
             break
         order = (rows[:, None] * beams + keep_beams).flatten()  # (B*K,) parent row of each kept beam
-        scores = keep_scores
-        history = torch.cat([history.index_select(0, order), keep_tokens.flatten()[:, None]], dim=1)
-        if step_attention is not None:
-            new_rows = step_attention.index_select(0, order)[:, None]  # (B*K, 1, S)
-            attended = new_rows if attended is None else torch.cat([attended.index_select(0, order), new_rows], 1)
+        beam.advance(order, keep_tokens.flatten())
         state = model.reorder_state(state, order)
         logits, state = model.step(keep_tokens.flatten()[:, None], state)
     return [sorted(hyps, key=lambda h: h.score, reverse=True)[: cfg.num_return_sequences] for hyps in finished]
 
 
-def _beam_tokens(history: Tensor, lengths: Tensor, flat_row: int, prompt_row: int) -> list[int]:
-    """The new (non-prompt) tokens of beam ``flat_row`` so far."""
-    return history[flat_row, int(lengths[prompt_row]) :].tolist()
+@dataclass
+class Candidates:
+    """The 2K best one-token extensions of each prompt's beams, best first: (B, 2K) each."""
+
+    scores: Tensor  # running log-probability with the token
+    beams: Tensor  # which of the prompt's K beams it extends
+    tokens: Tensor  # the token
 
 
-def _beam_attention(attended: Tensor | None, step_attention: Tensor | None, row: int, keep: int,
-                    length: int) -> Tensor | None:
-    """The (keep, S) attention of beam ``row`` extended by this step's, for a hypothesis of ``length`` tokens."""
-    if step_attention is None:
-        return None
-    rows = step_attention[row][None]  # (1, S)
-    if attended is not None:
-        rows = torch.cat([attended[row, -(length - 1) :] if length > 1 else attended[row, :0], rows], 0)
-    return rows[:keep]
+@dataclass
+class BeamState:
+    """What beam search keeps besides the model's state: every beam's tokens (B*K, T), prompt included, the
+    attention behind each new token (B*K, T_new, S) and this step's (B*K, S), for attending models."""
+
+    history: Tensor
+    prompt_lengths: Tensor  # (B,)
+    attended: Tensor | None = None
+    step_attention: Tensor | None = None
+
+    def new_tokens(self, flat_row: int, prompt_row: int) -> list[int]:
+        """The new (non-prompt) tokens of beam ``flat_row`` so far."""
+        return self.history[flat_row, int(self.prompt_lengths[prompt_row]) :].tolist()
+
+    def attention(self, row: int, keep: int, length: int) -> Tensor | None:
+        """The (keep, S) attention of beam ``row`` extended by this step's, for a hypothesis of ``length``
+        tokens."""
+        if self.step_attention is None:
+            return None
+        rows = self.step_attention[row][None]  # (1, S)
+        if self.attended is not None:
+            rows = torch.cat([self.attended[row, -(length - 1) :] if length > 1 else self.attended[row, :0], rows], 0)
+        return rows[:keep]
+
+    def advance(self, order: Tensor, tokens: Tensor) -> None:
+        """Keep beams ``order`` (B*K,) and append their ``tokens`` (B*K,)."""
+        self.history = torch.cat([self.history.index_select(0, order), tokens[:, None]], dim=1)
+        if self.step_attention is not None:
+            new_rows = self.step_attention.index_select(0, order)[:, None]  # (B*K, 1, S)
+            self.attended = new_rows if self.attended is None else torch.cat(
+                [self.attended.index_select(0, order), new_rows], 1)
+
+
+def _candidates(scores: Tensor, lprobs: Tensor, count: int) -> Candidates:
+    """The ``count`` best one-token extensions of each row's beams.
+
+    Args:
+        scores: (B, K) running log-probabilities of the beams (-inf for unused beams).
+        lprobs: (B, K, V) next-token log-probabilities.
+        count: how many candidates per row (2K, so K survive even if K end in EOS).
+
+    Returns:
+        Candidates with (B, count) scores, beams and tokens, best first.
+    """
+    batch, beams, vocab = lprobs.shape
+    total = (scores[:, :, None] + lprobs).view(batch, beams * vocab)  # (B, K*V)
+    cand_scores, flat = torch.topk(total, min(count, beams * vocab), dim=1)  # (B, 2K)
+    return Candidates(cand_scores, torch.div(flat, vocab, rounding_mode="floor"), flat % vocab)
+
+
+def _ends(cand: Candidates, forced: Tensor, beam: BeamState, eos_id: int, stop_strings: list[str],
+          detokenize: Callable[[list[int]], str] | None) -> Tensor:
+    """(B, 2K) True where a candidate finishes its hypothesis: EOS, or a stop string completed, outside
+    the prompt."""
+    ends = cand.tokens == eos_id
+    if stop_strings and detokenize is not None:
+        beams = beam.history.size(0) // cand.tokens.size(0)
+        for b, j in torch.isfinite(cand.scores).nonzero().tolist():
+            new = beam.new_tokens(b * beams + int(cand.beams[b, j]), b) + [int(cand.tokens[b, j])]
+            ends[b, j] |= _stop_hit(stop_strings, detokenize, new)
+    return ends & ~forced[:, None]
+
+
+def _select(cand_scores: Tensor, ends: Tensor, done: Tensor, beams: int) -> tuple[Tensor, Tensor]:
+    """Which candidates finish a hypothesis and which stay open, (B, 2K) masks each.
+
+    Candidates are taken best first until K stay open; those that end before that point finish, the rest
+    are dropped. Rows already done take nothing.
+    """
+    live = torch.isfinite(cand_scores) & ~done[:, None]
+    open_ = live & ~ends
+    open_before = open_.long().cumsum(1) - open_.long()  # open candidates ranked above each one
+    considered = live & (open_before < beams)
+    return considered & ends, considered & open_
+
+
+def _kept(cand: Candidates, kept: Tensor, beams: int, eos_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The open candidates packed into K beams per row, best first: (B, K) scores, parent beams, tokens.
+    Unfilled beams score -inf."""
+    batch = kept.size(0)
+    scores = torch.full((batch, beams), float("-inf"), device=kept.device)
+    parents = torch.zeros((batch, beams), dtype=torch.long, device=kept.device)
+    tokens = torch.full((batch, beams), eos_id, dtype=torch.long, device=kept.device)
+    rows, columns = kept.nonzero(as_tuple=True)
+    slots = (kept.long().cumsum(1) - 1)[rows, columns]
+    scores[rows, slots] = cand.scores[rows, columns]
+    parents[rows, slots] = cand.beams[rows, columns]
+    tokens[rows, slots] = cand.tokens[rows, columns]
+    return scores, parents, tokens
+
+
+def _finalise(finished: list[list[Hypothesis]], mask: Tensor, cand: Candidates, new_count: Tensor,
+              beam: BeamState, cfg: GenerationConfig, drop_token: Tensor | None) -> None:
+    """Turn the candidates of ``mask`` (B, 2K) into finished hypotheses of their rows.
+
+    Args:
+        finished: each row's finished hypotheses (at most K kept, see ``_add_finished``).
+        mask: (B, 2K) the candidates that finish now (an EOS, a stop string, or the length limit).
+        cand: this step's candidates.
+        new_count: (B,) new tokens per row including this step's, the hypothesis length.
+        beam: the beams' tokens and attention.
+        cfg: for ``length_penalty`` and ``coverage_penalty``.
+        drop_token: (B, 2K) True where the candidate's token is not part of the text (EOS), or None.
+    """
+    if not bool(mask.any()):
+        return
+    beams = beam.history.size(0) // mask.size(0)
+    for b, j in mask.nonzero().tolist():
+        row, length = b * beams + int(cand.beams[b, j]), int(new_count[b])
+        tokens = beam.new_tokens(row, b) + [int(cand.tokens[b, j])]  # length tokens, this step's last
+        text = tokens[:-1] if drop_token is not None and bool(drop_token[b, j]) else tokens
+        score = _normalised(float(cand.scores[b, j]), length, cfg.length_penalty) + _coverage(
+            beam.attention(row, length, length), cfg.coverage_penalty)
+        _add_finished(finished[b], Hypothesis(text, score, beam.attention(row, len(text), length)), beams)
 
 
 def _coverage(attention: Tensor | None, beta: float) -> float:
@@ -445,11 +448,17 @@ def _add_finished(finished: list[Hypothesis], hypothesis: Hypothesis, capacity: 
         finished.remove(min(finished, key=lambda h: h.score))
 
 
-def _cannot_improve(finished: list[Hypothesis], best_live: float, length: int, length_penalty: float) -> bool:
-    """Whether the best open beam, scored at its current length, is no better than the worst finished one.
+def _cannot_improve(finished: list[list[Hypothesis]], best_open: Tensor, length: Tensor, check: Tensor,
+                    beams: int, length_penalty: float) -> Tensor:
+    """(B,) True where a row's best open beam, scored at its next length, is no better than the worst of its
+    K finished hypotheses (rows not in ``check`` or with fewer than K finished: False).
 
-    Log-probabilities only fall as a beam grows, so this is exact for
-    ``length_penalty`` 0 and the usual heuristic otherwise (Hugging Face's
-    ``early_stopping=False``).
+    Log-probabilities only fall as a beam grows, so this is exact for ``length_penalty`` 0 and the usual
+    heuristic otherwise (Hugging Face's ``early_stopping=False``).
     """
-    return _normalised(best_live, length, length_penalty) <= min(h.score for h in finished)
+    result = torch.zeros_like(check)
+    for b in check.nonzero().flatten().tolist():
+        if len(finished[b]) == beams:
+            worst = min(h.score for h in finished[b])
+            result[b] = _normalised(float(best_open[b]), int(length[b]), length_penalty) <= worst
+    return result

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
+from genloom.nn.losses import LossOutput
 from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer
-from genloom.train.loop import LossOutput
 
 
 @dataclass
@@ -127,49 +127,6 @@ class Bert(nn.Module):
         copies[rows, positions] = self.config.mask_id
         log_probs = torch.log_softmax(self(copies).float(), -1)  # (P, T, V)
         return float(log_probs[rows, positions, tokens[positions]].sum())
-
-
-# Hugging Face BertForMaskedLM layout, offline.
-
-HF_LAYER = {
-    "self_attention.out": "attention.output.dense", "norm_self": "attention.output.LayerNorm",
-    "feed_forward.up": "intermediate.dense", "feed_forward.down": "output.dense", "norm_ff": "output.LayerNorm",
-}
-
-
-def config_from_hf(hf: dict[str, Any], mask_id: int) -> BertConfig:
-    missing = [k for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                           "intermediate_size", "max_position_embeddings") if k not in hf]
-    if missing:
-        raise UserError(f"the BERT config.json lacks {', '.join(missing)}.")
-    if hf.get("hidden_act", "gelu") != "gelu" or hf.get("position_embedding_type", "absolute") != "absolute":
-        raise UserError("only BERT checkpoints with gelu activations and absolute positions can be loaded.")
-    return BertConfig(vocab_size=hf["vocab_size"], mask_id=mask_id, context_length=hf["max_position_embeddings"],
-                      dim=hf["hidden_size"], num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
-                      ff_dim=hf["intermediate_size"], dropout=0.0, type_vocab_size=hf.get("type_vocab_size", 2),
-                      norm_eps=hf.get("layer_norm_eps", 1e-12))
-
-
-def state_from_hf(hf_tensors: dict[str, Tensor], config: BertConfig) -> dict[str, Tensor]:
-    t = {k.removeprefix("bert."): v for k, v in hf_tensors.items()}
-    state = {"embed.weight": t["embeddings.word_embeddings.weight"],
-             "positions.weight": t["embeddings.position_embeddings.weight"],
-             "token_types.weight": t["embeddings.token_type_embeddings.weight"],
-             "embed_norm.weight": t["embeddings.LayerNorm.weight"], "embed_norm.bias": t["embeddings.LayerNorm.bias"],
-             "head_dense.weight": t["cls.predictions.transform.dense.weight"],
-             "head_dense.bias": t["cls.predictions.transform.dense.bias"],
-             "head_norm.weight": t["cls.predictions.transform.LayerNorm.weight"],
-             "head_norm.bias": t["cls.predictions.transform.LayerNorm.bias"],
-             "output_bias": t["cls.predictions.bias"]}
-    for i in range(config.num_layers):
-        theirs, ours = f"encoder.layer.{i}.", f"layers.{i}."
-        for part in ("weight", "bias"):
-            state[f"{ours}self_attention.query.{part}"] = t[f"{theirs}attention.self.query.{part}"]
-            state[f"{ours}self_attention.key_value.{part}"] = torch.cat(
-                [t[f"{theirs}attention.self.key.{part}"], t[f"{theirs}attention.self.value.{part}"]])
-            for mine, hf_name in HF_LAYER.items():
-                state[f"{ours}{mine}.{part}"] = t[f"{theirs}{hf_name}.{part}"]
-    return state
 
 
 def check_config(config: BertConfig) -> None:

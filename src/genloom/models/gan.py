@@ -29,13 +29,12 @@ from torch import Tensor, nn
 from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from genloom.decoding.generate import draw
 from genloom.errors import UserError
 from genloom.models.rnnlm import RNNLM, RNNLMConfig
 from genloom.nn.cnn import TextCNN
-from genloom.nn.losses import masked_cross_entropy
+from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.rnn import RNNState, reorder_state
-from genloom.train.loop import LossOutput
+from genloom.nn.sampling import draw
 
 BATCHING = "sentences"
 PHASES = ("mle", "discriminator", "adversarial")
@@ -73,8 +72,7 @@ class GANConfig:
     scale except where gradients are near its ε (1e-8), and a strong discriminator's
     rewards are tiny (a mean of 0.005): most per-token-mean gradients then fall
     below ε, and the generator's entropy climbs; the sum's, B·L times larger, do not
-    (it delays that climb, it does not end the oracle drift: README, "The SeqGAN
-    oracle gap"). With the sum, generator steps also log the summed loss.
+    (it delays that climb, it does not end the oracle drift: docs/gan.md). With the sum, generator steps also log the summed loss.
     ``init_range``: the generator's weights start uniform in ±init_range, as the RNN LM's (0: PyTorch's
     defaults); SeqGAN draws every generator weight from N(0, 0.1), the s.d. of ±0.173.
     """
@@ -359,3 +357,4 @@ def build(config: GANConfig) -> TextGAN:
 
 
 CONFIG = GANConfig
+MASK_TOKEN = False

@@ -18,9 +18,8 @@ from torch import Tensor, nn
 from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
-from genloom.nn.losses import masked_cross_entropy
+from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer, reorder_caches
-from genloom.train.loop import LossOutput
 
 
 @dataclass
@@ -110,85 +109,6 @@ class GPT(nn.Module):
         return self.config.context_length
 
 
-# Hugging Face GPT-2 layout, offline: config.json + model.safetensors (+ tokenizer.json). GPT-2 keeps its
-# projections as Conv1D weights of shape (in, out), the transpose of nn.Linear's, and fuses q, k, v.
-
-HF_LAYER = {  # our name in layer i → (HF name in transformer.h.i, transposed)
-    "norm_self.weight": ("ln_1.weight", False), "norm_self.bias": ("ln_1.bias", False),
-    "self_attention.out.weight": ("attn.c_proj.weight", True), "self_attention.out.bias": ("attn.c_proj.bias", False),
-    "norm_ff.weight": ("ln_2.weight", False), "norm_ff.bias": ("ln_2.bias", False),
-    "feed_forward.up.weight": ("mlp.c_fc.weight", True), "feed_forward.up.bias": ("mlp.c_fc.bias", False),
-    "feed_forward.down.weight": ("mlp.c_proj.weight", True), "feed_forward.down.bias": ("mlp.c_proj.bias", False),
-}
-
-
-def config_from_hf(hf: dict[str, Any]) -> GPTConfig:
-    """A ``GPTConfig`` from a Hugging Face GPT-2 ``config.json``; unsupported variants are refused."""
-    if hf.get("model_type") != "gpt2":
-        raise UserError(f"expected a Hugging Face GPT-2 config (model_type gpt2), got {hf.get('model_type')!r}.")
-    missing = [key for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head") if key not in hf]
-    if missing:
-        raise UserError(f"the GPT-2 config.json lacks {', '.join(missing)}.")
-    if hf.get("activation_function", "gelu_new") != "gelu_new" or hf.get("layer_norm_epsilon", 1e-5) != 1e-5:
-        raise UserError("only GPT-2 checkpoints with gelu_new activations and LayerNorm epsilon 1e-5 can be loaded.")
-    if hf.get("n_inner") not in (None, 4 * hf["n_embd"]):
-        raise UserError("only GPT-2 checkpoints whose MLP is 4 × n_embd wide can be loaded.")
-    return GPTConfig(vocab_size=hf["vocab_size"], context_length=hf["n_positions"], dim=hf["n_embd"],
-                     num_layers=hf["n_layer"], num_heads=hf["n_head"], dropout=0.0, bias=True, tie_embeddings=True)
-
-
-def state_from_hf(hf_tensors: dict[str, Tensor], config: GPTConfig) -> dict[str, Tensor]:
-    """Map GPT-2 tensors (``transformer.…`` or bare names) to this module's state dict."""
-    tensors = {k.removeprefix("transformer."): v for k, v in hf_tensors.items()}
-    dim = config.dim
-    padded = math.ceil(config.vocab_size / config.pad_vocab_multiple) * config.pad_vocab_multiple
-    embed = torch.zeros(padded, dim, dtype=tensors["wte.weight"].dtype)
-    embed[: config.vocab_size] = tensors["wte.weight"]
-    state = {"embed.weight": embed, "positions.weight": tensors["wpe.weight"],
-             "norm.weight": tensors["ln_f.weight"], "norm.bias": tensors["ln_f.bias"]}
-    for i in range(config.num_layers):
-        prefix = f"h.{i}."
-        fused_w, fused_b = tensors[prefix + "attn.c_attn.weight"], tensors[prefix + "attn.c_attn.bias"]  # (C, 3C)
-        state[f"layers.{i}.self_attention.query.weight"] = fused_w[:, :dim].t()
-        state[f"layers.{i}.self_attention.query.bias"] = fused_b[:dim]
-        state[f"layers.{i}.self_attention.key_value.weight"] = fused_w[:, dim:].t()
-        state[f"layers.{i}.self_attention.key_value.bias"] = fused_b[dim:]
-        for ours, (theirs, transposed) in HF_LAYER.items():
-            tensor = tensors[prefix + theirs]
-            state[f"layers.{i}.{ours}"] = tensor.t() if transposed else tensor
-    state["output.weight"] = state["embed.weight"]
-    return {k: v.contiguous() for k, v in state.items()}
-
-
-def state_to_hf(model: GPT) -> dict[str, Tensor]:
-    """This module's weights under GPT-2's names and shapes (the inverse of ``state_from_hf``)."""
-    c, ours = model.config, model.state_dict()
-    hf = {"transformer.wte.weight": ours["embed.weight"][: c.vocab_size], "transformer.wpe.weight": ours["positions.weight"],
-          "transformer.ln_f.weight": ours["norm.weight"], "transformer.ln_f.bias": ours["norm.bias"]}
-    for i in range(c.num_layers):
-        prefix, layer = f"transformer.h.{i}.", f"layers.{i}."
-        hf[prefix + "attn.c_attn.weight"] = torch.cat([ours[layer + "self_attention.query.weight"],
-                                                       ours[layer + "self_attention.key_value.weight"]]).t()
-        hf[prefix + "attn.c_attn.bias"] = torch.cat([ours[layer + "self_attention.query.bias"],
-                                                     ours[layer + "self_attention.key_value.bias"]])
-        for name, (theirs, transposed) in HF_LAYER.items():
-            tensor = ours[layer + name]
-            hf[prefix + theirs] = tensor.t() if transposed else tensor
-    return {k: v.detach().contiguous() for k, v in hf.items()}
-
-
-def config_to_hf(config: GPTConfig, bos_id: int, eos_id: int) -> dict[str, Any]:
-    """A Hugging Face GPT-2 ``config.json`` for ``config`` (tied, no untied biases, gelu_new)."""
-    if not (config.bias and config.tie_embeddings):
-        raise UserError("only GPTs with biases and tied embeddings can be exported in the GPT-2 layout.")
-    return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": config.vocab_size,
-            "n_positions": config.context_length, "n_embd": config.dim, "n_layer": config.num_layers,
-            "n_head": config.num_heads, "n_inner": None, "activation_function": "gelu_new",
-            "layer_norm_epsilon": 1e-5, "resid_pdrop": config.dropout, "embd_pdrop": config.dropout,
-            "attn_pdrop": config.dropout, "initializer_range": 0.02, "bos_token_id": bos_id,
-            "eos_token_id": eos_id, "tie_word_embeddings": True}
-
-
 def check_config(config: GPTConfig) -> None:
     require_at_least(config, ("context_length", "dim", "num_layers", "num_heads", "pad_vocab_multiple"))
     require_fraction(config, ("dropout",))
@@ -204,3 +124,5 @@ def build(config: GPTConfig) -> GPT:
 
 
 CONFIG = GPTConfig
+BATCHING = None  # trains on any data.batching
+MASK_TOKEN = False

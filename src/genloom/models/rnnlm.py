@@ -14,9 +14,8 @@ from torch import Tensor, nn
 from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
-from genloom.nn.losses import masked_cross_entropy
+from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.rnn import RNNState, init_and_tie, make_rnn, output_head, reorder_state, run_rnn
-from genloom.train.loop import LossOutput
 
 
 @dataclass
@@ -112,3 +111,5 @@ def build(config: RNNLMConfig) -> RNNLM:
 
 
 CONFIG = RNNLMConfig
+BATCHING = None  # trains on any data.batching
+MASK_TOKEN = False

@@ -24,9 +24,8 @@ from genloom.data.batching import Batch
 from genloom.data.tokenizers import UNK_ID
 from genloom.errors import UserError
 from genloom.nn.attention import make_attention
-from genloom.nn.losses import masked_cross_entropy
+from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.rnn import RNNEncoder, make_rnn, map_state
-from genloom.train.loop import LossOutput
 
 EPS = 1e-12
 
@@ -246,3 +245,5 @@ def build(config: Seq2SeqConfig) -> Seq2Seq:
 
 
 CONFIG = Seq2SeqConfig
+BATCHING = None  # trains on any data.batching
+MASK_TOKEN = False

@@ -17,9 +17,8 @@ from torch import Tensor, nn
 from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
-from genloom.nn.losses import masked_cross_entropy
+from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer, reorder_caches, sinusoidal_positions
-from genloom.train.loop import LossOutput
 
 
 @dataclass
@@ -149,3 +148,5 @@ def build(config: TransformerSeq2SeqConfig) -> TransformerSeq2Seq:
 
 
 CONFIG = TransformerSeq2SeqConfig
+BATCHING = None  # trains on any data.batching
+MASK_TOKEN = False

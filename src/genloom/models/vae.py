@@ -30,8 +30,8 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import UNK_ID
 from genloom.errors import UserError
+from genloom.nn.losses import LossOutput
 from genloom.nn.rnn import RNNEncoder, RNNState, init_and_tie, make_rnn, output_head, reorder_state, run_rnn
-from genloom.train.loop import LossOutput
 
 BATCHING = "sentences"  # one latent code per sentence: the recipe batches whole sentences
 LOG_2PI = math.log(2 * math.pi)
@@ -364,3 +364,4 @@ def build(config: VAEConfig) -> TextVAE:
 
 
 CONFIG = VAEConfig
+MASK_TOKEN = False

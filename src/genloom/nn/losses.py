@@ -1,9 +1,27 @@
-"""Token-level losses shared by every family that predicts tokens."""
+"""Token-level losses shared by every family that predicts tokens, and the record a model's ``loss`` returns."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor
+
+
+@dataclass
+class LossOutput:
+    """What a model's ``loss(batch, carry)`` returns to the training loop.
+
+    ``loss`` is the scalar to minimise (mean over ``n_tokens``); ``carry`` goes
+    back into the next ``loss`` call; ``stats`` are extra figures summed over the
+    batch (for example a KL term), averaged per token when logged.
+    """
+
+    loss: Tensor
+    n_tokens: int
+    carry: Any = None
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 def masked_cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor, label_smoothing: float = 0.0) -> Tensor:

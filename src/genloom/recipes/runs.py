@@ -16,9 +16,10 @@ from genloom.config import RunConfig, from_dict, to_dict
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import Tokenizer
 from genloom.errors import UserError
-from genloom.models import FAMILIES
-from genloom.train import distributed
-from genloom.train.loop import fit
+from genloom.models import FAMILIES, Family
+from genloom.models.loading import Checkpoint, load_checkpoint
+from genloom.training import distributed
+from genloom.training.loop import fit
 
 
 def checkpoint_config(run: RunConfig, model_config: Any, tokenizer: Tokenizer) -> dict[str, Any]:
@@ -32,15 +33,21 @@ def checkpoint_config(run: RunConfig, model_config: Any, tokenizer: Tokenizer) -
     }
 
 
+def family_module(name: str) -> Family:
+    """The family module of ``name``, or a clear error naming the known ones."""
+    family = FAMILIES.get(name)
+    if family is None:
+        raise UserError(f"unknown model family '{name}'; known families: {', '.join(FAMILIES)}.")
+    return family
+
+
 def model_config_for(run: RunConfig, tokenizer: Tokenizer) -> Any:
     """The family's model config from the recipe's ``model`` section, with the tokenizer's vocabulary size
     (and mask id, for a family that has one)."""
-    family = FAMILIES.get(run.family)
-    if family is None:
-        raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(FAMILIES)}.")
+    family = family_module(run.family)
     config = from_dict(family.CONFIG, run.model, "model")
     config.vocab_size = tokenizer.vocab_size
-    if hasattr(config, "mask_id"):
+    if family.MASK_TOKEN:
         config.mask_id = tokenizer.mask_id
     family.check_config(config)
     return config
@@ -75,7 +82,8 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
     resuming it; with several processes, rank 0 writes and the others read what it wrote.
     """
     rank, _ = distributed.init(device)
-    needed = getattr(FAMILIES.get(run.family), "BATCHING", None)
+    family = family_module(run.family)
+    needed = family.BATCHING
     if needed is not None and run.data.batching != needed:
         raise UserError(f"the {run.family} family trains on data.batching: {needed}, got {run.data.batching}.")
     run_dir = Path(run.out_dir)
@@ -95,7 +103,7 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
         else:
             texts = tokenizer_texts()
             tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency,
-                                        mask_token=getattr(FAMILIES[run.family], "MASK_TOKEN", False))
+                                        mask_token=family.MASK_TOKEN)
             model_config = model_config_for(run, tokenizer)
         atomic_write(run_dir / "tokenizer.json", tokenizer.save(run_dir / "tokenizer.json"))
         write_json(run_dir / "config.json", checkpoint_config(run, model_config, tokenizer))
@@ -107,17 +115,15 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
     return RunStart(run_dir, tokenizer, model_config, weights)
 
 
-def _fine_tuning_source(run: RunConfig) -> Any:
-    from genloom.api import load
-
-    source = load(run.init_from, device="cpu")
+def _fine_tuning_source(run: RunConfig) -> Checkpoint:
+    source = load_checkpoint(run.init_from, device="cpu")
     if source.family != run.family:
         raise UserError(f"init_from {run.init_from} holds a '{source.family}' model, but this recipe trains "
                         f"'{run.family}'.")
     return source
 
 
-def _fine_tuning_config(run: RunConfig, source: Any) -> Any:
+def _fine_tuning_config(run: RunConfig, source: Checkpoint) -> Any:
     """The source model's config with the recipe's ``model`` keys on top (the vocabulary stays the source's)."""
     family = FAMILIES[run.family]
     merged = {**to_dict(source.model.config), **run.model}

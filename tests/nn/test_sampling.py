@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from genloom.decoding.generate import draw
+from genloom.nn.sampling import draw
 
 
 def test_draws_follow_the_weights_and_never_pick_a_zero_weight():

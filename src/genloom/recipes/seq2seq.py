@@ -12,14 +12,15 @@ from typing import Any
 
 import torch
 
-from genloom.config import DataConfig, RunConfig
+from genloom.config import DataConfig, RunConfig, from_dict
 from genloom.data.batching import Batch, bucket_indices, pad
 from genloom.data.readers import read_jsonl, read_parallel
 from genloom.data.tokenizers import Tokenizer
+from genloom.device import resolve_device
 from genloom.errors import UserError
-from genloom.train.loop import evaluate, resolve_device
-from genloom.train import distributed
-from genloom.train.runs import build_and_fit, epoch_batches, open_run
+from genloom.recipes.runs import build_and_fit, epoch_batches, open_run
+from genloom.training import distributed
+from genloom.training.loop import evaluate
 
 
 @dataclass
@@ -96,13 +97,13 @@ def seq2seq_batches(examples: list[Example], tokenizer: Tokenizer, batch_size: i
 
 
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
-    """Run a seq2seq recipe and return its summary (validation loss; test BLEU when a test split is given)."""
+    """Run a seq2seq recipe and return its summary (steps, best validation loss)."""
     torch_device = distributed.local_device(resolve_device(device or run.train.device))
     data, cfg = run.data, run.train
     train_pairs = read_pairs(data, "train")
     valid_pairs = read_pairs(data, "valid")
     start = open_run(run, resume, lambda: [t for pair in train_pairs for t in pair], torch_device)
-    run_dir, tokenizer = start.run_dir, start.tokenizer
+    tokenizer = start.tokenizer
     train_examples = [encode_example(s, t, tokenizer, data) for s, t in train_pairs]
     train_batches = epoch_batches(
         lambda generator: seq2seq_batches(train_examples, tokenizer, cfg.batch_size, generator), cfg.seed)
@@ -112,21 +113,12 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None) -> di
         valid_batches = seq2seq_batches(valid_examples, tokenizer, cfg.eval_batch_size)
     description = (f"vocabulary {tokenizer.vocab_size:,}, {len(train_examples):,} pairs, "
                    f"{sum(len(e.target) + 1 for e in train_examples):,} target tokens")
-    summary = build_and_fit(run, start, train_batches, valid_batches, torch_device, resume, description)
-    test_pairs = read_pairs(data, "test")
-    if test_pairs and distributed.rank() == 0:
-        from genloom.api import load
-
-        result = load(run_dir, device=str(torch_device)).evaluate_pairs(test_pairs)
-        summary.update({f"test_{key}": value for key, value in result.items() if key != "signature"})
-    return summary
+    return build_and_fit(run, start, train_batches, valid_batches, torch_device, resume, description)
 
 
 def pair_loss(model: Any, tokenizer: Tokenizer, recipe: dict[str, Any], pairs: list[tuple[str, str]],
               device: torch.device) -> dict[str, float]:
     """Teacher-forced loss and perplexity of ``pairs``, batched as in the recipe."""
-    from genloom.config import from_dict
-
     data = from_dict(DataConfig, recipe["data"], "data")
     examples = [encode_example(s, t, tokenizer, data) for s, t in pairs]
     batches = seq2seq_batches(examples, tokenizer, recipe["train"]["eval_batch_size"])

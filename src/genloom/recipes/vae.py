@@ -12,10 +12,10 @@ from genloom.config import DataConfig, RunConfig, from_dict
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.models.vae import TextVAE, latent_report
-from genloom.train import distributed
-from genloom.train.lm import encode_texts, lm_batches, prepare
-from genloom.train.loop import evaluation_rng
-from genloom.train.runs import build_and_fit
+from genloom.recipes.lm import encode_texts, lm_batches, prepare
+from genloom.recipes.runs import build_and_fit
+from genloom.training import distributed
+from genloom.training.loop import evaluation_rng
 
 COLLAPSE_KL = 0.1  # nats per sentence
 
@@ -52,20 +52,14 @@ def make_report(valid_batches: list[Batch], device: torch.device):
 
 
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
-    """Run a VAE recipe end to end; the summary adds the test figures when ``data.test`` is given."""
+    """Run a VAE recipe end to end and return its summary."""
     lm = prepare(run, resume, device)
     if lm.start.model_config.aggressive and distributed.world_size() > 1:
         raise UserError("aggressive encoder updates leave the decoder without gradients, which data-parallel "
                         "training cannot average; train an aggressive VAE in one process.")
     report = make_report(lm.valid_batches, lm.device) if lm.valid_batches else None
-    summary = build_and_fit(run, lm.start, lm.train_batches, lm.valid_batches, lm.device, resume, lm.description,
-                            report=report)
-    if run.data.test and distributed.rank() == 0:
-        from genloom.api import load
-
-        result = load(lm.start.run_dir, device=str(lm.device)).evaluate(run.data.test)
-        summary.update({f"test_{key}": value for key, value in result.items() if key != "protocol"})
-    return summary
+    return build_and_fit(run, lm.start, lm.train_batches, lm.valid_batches, lm.device, resume, lm.description,
+                         report=report)
 
 
 def evaluate_texts(model: TextVAE, tokenizer: Any, recipe: dict[str, Any], texts: list[str], device: torch.device,

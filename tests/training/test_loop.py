@@ -5,11 +5,11 @@ import json
 import pytest
 
 import genloom
-import genloom.train.loop as loop
+import genloom.training.loop as loop
 from genloom.config import TrainConfig
 from genloom.errors import UserError
 from genloom.models.rnnlm import RNNLM
-from genloom.train.optim import learning_rate
+from genloom.training.optim import learning_rate
 from tests.conftest import logged, tiny_recipe
 
 

@@ -20,10 +20,10 @@ from genloom.checkpoint import load_tensors, read_json, save_tensors, write_json
 from genloom.config import RunConfig
 from genloom.errors import UserError
 from genloom.models.gan import TextGAN
-from genloom.train import distributed
-from genloom.train.lm import prepare
-from genloom.train.loop import fit
-from genloom.train.runs import build_model
+from genloom.recipes.lm import prepare
+from genloom.recipes.runs import build_model
+from genloom.training import distributed
+from genloom.training.loop import fit
 
 
 def phase_settings(run: RunConfig, model: TextGAN) -> list[tuple[str, Any, bool]]:

@@ -13,10 +13,11 @@ from genloom.config import DataConfig, RunConfig, from_dict
 from genloom.data.batching import Batch, sentence_batches, stream_batches, window_batches
 from genloom.data.readers import read_corpus
 from genloom.data.tokenizers import Tokenizer
+from genloom.device import resolve_device
 from genloom.errors import UserError
-from genloom.train.loop import evaluate, resolve_device
-from genloom.train import distributed
-from genloom.train.runs import RunStart, build_and_fit, epoch_batches, open_run
+from genloom.recipes.runs import RunStart, build_and_fit, epoch_batches, open_run
+from genloom.training import distributed
+from genloom.training.loop import evaluate
 
 
 def encode_texts(texts: list[str], tokenizer: Tokenizer, data: DataConfig) -> list[list[int]]:
@@ -87,15 +88,9 @@ def prepare(run: RunConfig, resume: bool, device: str | None) -> LMData:
 
 
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
-    """Run a language-model recipe end to end and return its summary (valid and test perplexity)."""
+    """Run a language-model recipe end to end and return its summary (steps, best validation perplexity)."""
     lm = prepare(run, resume, device)
-    summary = build_and_fit(run, lm.start, lm.train_batches, lm.valid_batches, lm.device, resume, lm.description)
-    if run.data.test and distributed.rank() == 0:
-        from genloom.api import load
-
-        result = load(lm.start.run_dir, device=str(lm.device)).evaluate(run.data.test)
-        summary["test_loss"], summary["test_perplexity"] = result["loss"], result["perplexity"]
-    return summary
+    return build_and_fit(run, lm.start, lm.train_batches, lm.valid_batches, lm.device, resume, lm.description)
 
 
 def evaluate_texts(model: Any, tokenizer: Tokenizer, recipe: dict[str, Any], texts: list[str],

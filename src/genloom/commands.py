@@ -1,0 +1,180 @@
+"""What each ``genloom`` command does, given the arguments ``cli.py`` parsed. ``COMMANDS`` maps a command's
+name to its function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from genloom.api import export_huggingface, load, train
+from genloom.apps import latent
+from genloom.apps.attention_plot import plot_attention
+from genloom.apps.demo import run_demo
+from genloom.checkpoint import atomic_write
+from genloom.config import from_dict, load_run_config
+from genloom.data.readers import read_lines
+from genloom.decoding.config import GenerationConfig
+from genloom.errors import UserError
+from genloom.models import FAMILIES
+from genloom.training import distributed
+
+
+def _generation_options(args: argparse.Namespace) -> dict:
+    method = args.method or ("beam" if args.beam else "greedy")
+    return dict(method=method, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
+                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram,
+                num_beams=args.beam or GenerationConfig.num_beams, length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
+                num_return_sequences=args.n_best,
+                stop_strings=args.stop, seed=args.seed)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    summary = train(args.config, overrides=args.overrides, resume=args.resume, device=args.device)
+    if distributed.rank() != 0:
+        return 0
+    figures = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
+    print(f"done: {figures}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    options = _generation_options(args)
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be at least 1, got {args.num_samples}.")
+    model = load(args.checkpoint, device=args.device)
+    prompts = read_lines(args.input) if args.input else [args.prompt or ""]
+    if args.stream:
+        for prompt in prompts:
+            for sample in range(args.num_samples):
+                options_for = dict(options, seed=None if options["seed"] is None else options["seed"] + sample)
+                if prompt:
+                    print(prompt, end="", flush=True)
+                for piece in model.generate(prompt, **options_for):
+                    print(piece, end="", flush=True)
+                print(flush=True)
+        return 0
+    batch = [p for p in prompts for _ in range(args.num_samples)]
+    for prompt, outputs in zip(batch, model.complete(batch, **options)):
+        for text in outputs:
+            print(prompt + text)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    result = load(args.checkpoint, device=args.device).evaluate(args.data, target=args.target,
+                                                                iw_samples=args.iw_samples)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    if "elbo" in result:
+        print(f"NLL {result['nll']:.2f} nats/sentence (importance-weighted, {result['iw_samples']} samples), "
+              f"perplexity {result['perplexity']:.2f}, {result['sentences']:,} sentences, {result['tokens']:,} tokens")
+        print(f"ELBO {result['elbo']:.2f} = −(reconstruction {result['reconstruction']:.2f} + KL {result['kl']:.2f}); "
+              f"mutual information {result['mutual_info']:.3f} nats; active units {result['active_units']}")
+        print(f"protocol: {result['protocol']}")
+        return 0
+    print(f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}, "
+          f"{result['tokens']:,} tokens (EOS included)")
+    if "bleu" in result:
+        print(f"BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  ({result['signature']})")
+    return 0
+
+
+def cmd_transduce(args: argparse.Namespace) -> int:
+    options = _generation_options(args)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    model = load(args.checkpoint, device=args.device)
+    if not model.conditional:
+        raise UserError(f"{args.checkpoint} holds a '{model.family}' model; '{args.command}' needs a seq2seq checkpoint.")
+    if args.input:
+        inputs = read_lines(args.input)
+    else:
+        inputs = [line.strip() for line in sys.stdin if line.strip()]
+        if not inputs:
+            raise UserError("no input: give --input FILE or lines on stdin.")
+    results = []
+    for start in range(0, len(inputs), args.batch_size):
+        results += model.transduce(inputs[start : start + args.batch_size], **options)
+    text = "".join(r.text.strip() + "\n" for r in results)
+    if args.output:
+        atomic_write(args.output, text)
+    else:
+        sys.stdout.write(text)
+    if args.attention_plot:
+        plot = Path(args.attention_plot)
+        for number, result in enumerate(results, start=1):
+            if result.attention is None:
+                raise UserError("this model has no attention to plot (model.attention is none).")
+            path = plot if len(results) == 1 else plot.with_name(f"{plot.stem}-{number}{plot.suffix}")
+            plot_attention(result.attention, result.source_tokens, result.target_tokens, path,
+                           title=f"{args.command}: input {number}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    run = load_run_config(args.config, args.overrides)
+    module = FAMILIES.get(run.family)
+    if module is None:
+        raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(FAMILIES)}.")
+    module.check_config(from_dict(module.CONFIG, run.model, "model"))
+    for key in ("train", "valid", "test", "train_target", "valid_target", "test_target"):
+        value = getattr(run.data, key)
+        if value and not Path(value).is_file():
+            raise UserError(f"data.{key} names a file that does not exist: {value}")
+    print(f"{args.config}: OK ({run.family}, {run.tokenizer.kind} tokenizer, {run.train.optimizer} "
+          f"lr {run.train.lr}, out_dir {run.out_dir})")
+    return 0
+
+
+def cmd_fill_mask(args: argparse.Namespace) -> int:
+    model = load(args.checkpoint, device=args.device)
+    for number, fillers in enumerate(model.fill_mask(args.text, args.top_k), start=1):
+        print(f"[MASK] {number}:")
+        for token, probability in fillers:
+            print(f"  {probability:7.4f}  {token}")
+    if args.score:
+        print(f"pseudo-log-likelihood: {model.pseudo_log_likelihood(args.text.replace('[MASK]', '')):.3f} nats")
+    return 0
+
+
+def cmd_vae(args: argparse.Namespace) -> int:
+    model = load(args.checkpoint, device=args.device)
+    model.latent_model()
+    if args.use == "plot":
+        path = latent.plot_latent(model, read_lines(args.data), args.out or Path(args.checkpoint) / "latent.png")
+        print(f"wrote {path}")
+        return 0
+    options = _generation_options(args)
+    if args.use == "sample":
+        print("\n".join(latent.sample(model, args.num_samples, **options)))
+    elif args.use == "reconstruct":
+        texts = read_lines(args.input) if args.input else [line.strip() for line in sys.stdin if line.strip()]
+        if not texts:
+            raise UserError("no input: give --input FILE or sentences on stdin.")
+        print("\n".join(latent.reconstruct(model, texts, **options)))
+    else:
+        for t, text in latent.interpolate(model, args.first, args.last, args.steps, **options):
+            print(f"{t:.2f}  {text}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    path = export_huggingface(load(args.checkpoint, device="cpu"), args.out_dir)
+    print(f"wrote {path} (Hugging Face GPT-2 layout)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    run_demo(Path(args.out_dir), device=args.device)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
+            "evaluate": cmd_evaluate, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
+            "demo": cmd_demo}
+
+

@@ -1,0 +1,51 @@
+"""How to decode: the settings every search function, the API, the CLI and the server share. No torch here, so
+that the command line can show these defaults without importing it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from genloom.errors import UserError
+
+
+@dataclass
+class GenerationConfig:
+    """How to decode. Invalid values raise ``UserError`` when the config is made."""
+
+    method: Literal["greedy", "sample", "beam"] = "greedy"
+    max_new_tokens: int = 50
+    min_new_tokens: int = 0
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    num_beams: int = 4
+    length_penalty: float = 1.0
+    coverage_penalty: float = 0.0
+    num_return_sequences: int = 1
+    stop_strings: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ("greedy", "sample", "beam"):
+            raise UserError(f"decoding method must be greedy, sample or beam, got '{self.method}'.")
+        checks = [
+            (self.max_new_tokens >= 1, f"max_new_tokens must be at least 1, got {self.max_new_tokens}"),
+            (0 <= self.min_new_tokens <= self.max_new_tokens,
+             f"min_new_tokens must lie in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}"),
+            (self.temperature > 0, f"temperature must be positive, got {self.temperature}; use greedy for 0"),
+            (self.top_k >= 0, f"top_k must be ≥ 0, got {self.top_k}"),
+            (0 < self.top_p <= 1, f"top_p must lie in (0, 1], got {self.top_p}"),
+            (self.repetition_penalty > 0, f"repetition_penalty must be positive, got {self.repetition_penalty}"),
+            (self.no_repeat_ngram_size >= 0, f"no_repeat_ngram_size must be ≥ 0, got {self.no_repeat_ngram_size}"),
+            (self.num_beams >= 1, f"num_beams must be at least 1, got {self.num_beams}"),
+            (self.coverage_penalty >= 0, f"coverage_penalty must be ≥ 0, got {self.coverage_penalty}"),
+            (1 <= self.num_return_sequences <= max(1, self.num_beams if self.method == "beam" else 1),
+             f"num_return_sequences must lie in [1, num_beams] for beam search and be 1 otherwise, "
+             f"got {self.num_return_sequences}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message + ".")

@@ -1,0 +1,69 @@
+"""Loading a checkpoint folder into a model and its tokenizer: the one storage-level loader that the API, the
+recipes (fine-tuning from ``init_from``) and the benchmarks share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from genloom.checkpoint import load_tensors, read_checkpoint_config
+from genloom.config import from_dict
+from genloom.data.tokenizers import Tokenizer
+from genloom.device import resolve_device
+from genloom.errors import UserError
+from genloom.models import FAMILIES
+from genloom.models.huggingface import huggingface_config, load_huggingface
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (in evaluation mode, on ``device``), its tokenizer and its ``config.json``."""
+
+    path: Path
+    model: nn.Module
+    tokenizer: Tokenizer
+    config: dict[str, Any]
+    device: torch.device
+
+    @property
+    def family(self) -> str:
+        return self.config["family"]
+
+
+def load_checkpoint(path: str | Path, device: str | None = None, family: str | None = None) -> Checkpoint:
+    """Load a genloom run folder, or a local Hugging Face GPT-2 / BERT folder.
+
+    Args:
+        path: the folder (config.json, model.safetensors, tokenizer.json).
+        device: ``cpu``, ``cuda``, … (default: CUDA when present).
+        family: when given, the checkpoint must be of this family.
+
+    Returns:
+        A ``Checkpoint`` whose model is in evaluation mode.
+    """
+    path = Path(path)
+    hf_config = huggingface_config(path)
+    if hf_config is not None:
+        model, tokenizer, config = load_huggingface(path, hf_config, family)
+    else:
+        config = read_checkpoint_config(path)
+        if family is not None and config["family"] != family:
+            raise UserError(f"{path} holds a '{config['family']}' checkpoint, but this command needs a '{family}' one.")
+        module = FAMILIES.get(config["family"])
+        if module is None:
+            raise UserError(f"{path} holds an unknown model family '{config['family']}'; known: {', '.join(FAMILIES)}.")
+        tokenizer = Tokenizer.load(path / "tokenizer.json")
+        model = module.build(from_dict(module.CONFIG, config["model"], "model"))
+        weights = load_tensors(path / "model.safetensors")
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as error:
+            raise UserError(f"the weights in {path / 'model.safetensors'} do not fit the model in its config.json "
+                            f"({str(error).splitlines()[0]}).") from None
+    torch_device = resolve_device(device or "auto")
+    model.to(torch_device).eval()
+    return Checkpoint(path, model, tokenizer, config, torch_device)
