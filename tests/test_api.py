@@ -1,9 +1,12 @@
 """The Python API: load, stream, complete, evaluate; family checks."""
 
 import pytest
+import torch
 
 import genloom
+from genloom import device
 from genloom.api import load
+from genloom.device import cpu_supports_bf16
 from genloom.errors import UserError
 from tests.conftest import tiny_recipe
 
@@ -45,6 +48,22 @@ def test_a_checkpoint_of_another_family_is_refused(trained_run):
         load(trained_run, family="seq2seq")
 
 
-def test_bf16_autocast_trains_on_cpu(tmp_path):
-    summary = genloom.train(tiny_recipe(tmp_path, max_steps=3, precision="bf16"))
-    assert summary["steps"] == 3 and summary["best_valid_loss"] < 10
+def test_bf16_on_cpu_trains_where_the_cpu_has_bf16_kernels_and_is_refused_with_the_fix_elsewhere(tmp_path):
+    """Regression: on an AVX2-only CPU, precision bf16 ended in oneDNN's "could not create a primitive descriptor
+    for the LSTM forward propagation primitive" traceback. Each kind of CPU asserts what it supports."""
+    recipe = tiny_recipe(tmp_path, max_steps=3, precision="bf16")
+    if cpu_supports_bf16():
+        summary = genloom.train(recipe)
+        assert summary["steps"] == 3 and summary["best_valid_loss"] < 10
+    else:
+        with pytest.raises(UserError, match="set train.precision=fp32"):
+            genloom.train(recipe)
+        assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_bf16_refusal_names_the_fix_on_any_cpu(monkeypatch):
+    monkeypatch.setattr(device, "cpu_supports_bf16", lambda: False)
+    with pytest.raises(UserError, match="no bf16 kernels; set train.precision=fp32"):
+        device.check_precision(torch.device("cpu"), "bf16")
+    device.check_precision(torch.device("cpu"), "fp32")  # fp32 and auto are always fine on a CPU
+    device.check_precision(torch.device("cpu"), "auto")

@@ -13,6 +13,7 @@ from genloom.config import DataConfig, RunConfig, apply_overrides, from_dict, lo
 from genloom.data.batching import pad
 from genloom.data.readers import read_corpus
 from genloom.decoding.generate import GenerationConfig, beam_search, generate
+from genloom.device import check_precision, resolve_device
 from genloom.errors import UserError
 from genloom.metrics import bleu, chrf
 from genloom.models.huggingface import export_gpt2
@@ -328,6 +329,7 @@ def train(config: str | Path | RunConfig | dict, overrides: list[str] | None = N
     recipe = RECIPES.get(run.family)
     if recipe is None:
         raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(RECIPES)}.")
+    check_precision(resolve_device(device or run.train.device), run.train.precision)
     summary = recipe(run, resume=resume, device=device)
     if run.data.test and run.family in TEST_FIGURES and distributed.rank() == 0:
         trained = load(run.out_dir, device=device or run.train.device)

@@ -16,6 +16,7 @@ from genloom.checkpoint import atomic_write
 from genloom.config import from_dict, load_run_config
 from genloom.data.readers import read_lines
 from genloom.decoding.config import GenerationConfig
+from genloom.device import check_precision, resolve_device
 from genloom.errors import UserError
 from genloom.models import FAMILIES
 from genloom.training import distributed
@@ -121,6 +122,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if module is None:
         raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(FAMILIES)}.")
     module.check_config(from_dict(module.CONFIG, run.model, "model"))
+    check_precision(resolve_device(run.train.device), run.train.precision)
     for key in ("train", "valid", "test", "train_target", "valid_target", "test_target"):
         value = getattr(run.data, key)
         if value and not Path(value).is_file():

@@ -24,6 +24,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bf16 kernels: oneDNN's (LSTM, GRU, matmul) need AVX-512 or AMX."""
+    return torch.backends.cpu.get_cpu_capability().startswith(("AVX512", "AMX"))
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse ``bf16`` on a CPU that cannot run it, with the fix, before anything is trained or written."""
+    if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
+        capability = torch.backends.cpu.get_cpu_capability()
+        raise UserError(f"train.precision is bf16, but this CPU ({capability}, no AVX-512) has no bf16 kernels; "
+                        "set train.precision=fp32 (or auto), or train on a CUDA GPU.")
+
+
 def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA (``auto`` or ``bf16``), bf16 on CPU only when asked, else nothing."""
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):

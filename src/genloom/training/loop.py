@@ -28,7 +28,7 @@ from tqdm import tqdm
 from genloom.checkpoint import atomic_write, load_snapshot, rng_state, save_snapshot, save_tensors, set_rng_state
 from genloom.config import TrainConfig
 from genloom.data.batching import Batch
-from genloom.device import autocast_for, to_device
+from genloom.device import autocast_for, check_precision, to_device
 from genloom.errors import TrainingInterrupted, UserError
 from genloom.plot import plot_curves
 from genloom.training import distributed
@@ -248,6 +248,7 @@ class Run:
                  report: Callable[[nn.Module], dict[str, float]] | None, keep_best: bool):
         self.model, self.cfg, self.run_dir, self.device = model, cfg, run_dir, device
         self.valid_batches, self.report, self.keep_best = valid_batches, report, keep_best
+        check_precision(device, cfg.precision)
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.main = self.rank == 0  # only the first process logs and writes files
         self.metrics_path = run_dir / "metrics.jsonl"
