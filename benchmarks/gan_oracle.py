@@ -44,15 +44,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (ROOT, add_study_arguments, check_study_arguments, device_description, earlier_seeds,  # noqa: E402
                     require_data, result_path, seed_summary, study_name, variant_suffix, write_result)
 
-import genloom  # noqa: E402
 from genloom.apps.seqgan_oracle import Oracle, as_text, from_words  # noqa: E402
 from genloom.checkpoint import atomic_write, load_tensors, save_tensors  # noqa: E402
 from genloom.config import apply_overrides, parse_run_config  # noqa: E402
 from genloom.data.tokenizers import Tokenizer  # noqa: E402
-from genloom.models.gan import TextGAN  # noqa: E402
-from genloom.recipes import gan  # noqa: E402
 from genloom.device import resolve_device  # noqa: E402
+from genloom.models.gan import TextGAN  # noqa: E402
+from genloom.models.loading import load_checkpoint  # noqa: E402
 from genloom.plot import pyplot, save_png  # noqa: E402
+from genloom.recipes import gan  # noqa: E402
 
 PUBLISHED = {"yu2017": {"random": 10.310, "mle": 9.038, "scheduled_sampling": 8.985, "pg_bleu": 8.946,
                         "seqgan": 8.736, "source": "Yu et al. 2017, SeqGAN, Table 1 (NLL-oracle)"}}
@@ -156,7 +156,7 @@ def train_and_score(recipe: dict, out_dir: Path, device: str, oracle: Oracle, ml
     start = time.time()
     summary = gan.train(run, device=device, report=report)
     wall = time.time() - start
-    loaded = genloom.load(out_dir, device=device)
+    loaded = load_checkpoint(out_dir, device=device)
     model = loaded.model
     scores = {}
     generators = [("mle", out_dir / "phases" / "mle" / "final.safetensors")]

@@ -9,6 +9,7 @@ A run directory is itself a loadable checkpoint::
     curves.png           train/validation curves, drawn at the end
     state/latest.json    names the newest complete trainer snapshot
     state/step-000123/   model.safetensors, trainer.safetensors, trainer.json
+    .genloom.lock        held (flock) by the process that trains into the folder
 
 Nothing is unpickled: tensors go through safetensors, everything else through
 JSON. A snapshot directory is complete before ``latest.json`` names it, so an
@@ -17,8 +18,10 @@ interrupted write never leaves a half checkpoint behind.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -172,15 +175,95 @@ def save_snapshot(run_dir: str | Path, step: int, model_tensors: dict[str, Tenso
 
 
 def load_snapshot(run_dir: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-    """The newest complete snapshot's model tensors and trainer state, or None if the run has none."""
-    pointer = Path(run_dir) / "state" / "latest.json"
+    """The newest complete snapshot's model tensors and trainer state, or None if the run has none.
+
+    Half-written snapshot folders (a save that was killed) are removed first; ``latest.json`` may only name a
+    snapshot folder inside this run's own ``state/``.
+    """
+    state_dir = Path(run_dir) / "state"
+    remove_partial_snapshots(state_dir)
+    pointer = state_dir / "latest.json"
     if not pointer.is_file():
         return None
     latest = read_json(pointer)
-    snapshot = pointer.parent / latest["path"]
+    name = latest.get("path") if isinstance(latest, dict) else None
+    if not isinstance(name, str) or not SNAPSHOT_NAME.fullmatch(name):
+        raise UserError(f"{pointer} is damaged: it must name a snapshot folder step-NNNNNNNN of this run, "
+                        f"got {name!r}.")
+    snapshot = state_dir / name
+    if not snapshot.is_dir():
+        raise UserError(f"{pointer} names {name}, which is not in {state_dir}.")
     model = load_tensors(snapshot / "model.safetensors")
     tensors = load_tensors(snapshot / "trainer.safetensors")
-    return model, unflatten_state(read_json(snapshot / "trainer.json"), tensors)
+    tree = read_json(snapshot / "trainer.json")
+    try:
+        return model, unflatten_state(tree, tensors)
+    except (KeyError, TypeError, AttributeError):
+        raise UserError(f"{snapshot / 'trainer.json'} is damaged: it does not match trainer.safetensors.") from None
+
+
+SNAPSHOT_NAME = re.compile(r"step-\d{8}")
+
+
+def remove_partial_snapshots(state_dir: Path) -> None:
+    """Delete the temporary folders of snapshots whose save never finished (``state/.step-….tmp``)."""
+    if state_dir.is_dir():
+        for partial in state_dir.glob(".step-*"):
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+# What genloom writes into a run folder; a folder holding any of these names without a genloom config.json
+# holds someone else's files, which genloom refuses to overwrite.
+LOCK_FILE = ".genloom.lock"
+RUN_FILES = ("config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "curves.png", "state", "phases",
+             LOCK_FILE)
+
+
+def is_genloom_run(run_dir: Path) -> bool:
+    """Whether ``run_dir/config.json`` is a genloom checkpoint config (not another program's)."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "family" in config and "genloom_version" in config
+
+
+def has_progress(run_dir: Path) -> bool:
+    """Whether a run folder holds trained weights or a trainer snapshot (its own or a GAN phase's)."""
+    return (run_dir / "model.safetensors").exists() or any(run_dir.glob("state/latest.json")) or any(
+        run_dir.glob("phases/*/state/latest.json"))
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove what a genloom run wrote into ``run_dir`` but its lock (other files stay)."""
+    for name in RUN_FILES:
+        if name == LOCK_FILE:
+            continue
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def lock_run(run_dir: Path) -> Any:
+    """Hold an exclusive lock on ``run_dir`` for as long as the returned file stays open; a second process
+    that trains into the same folder is refused with a sentence instead of interleaving its writes."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"{run_dir} is being trained by {holder}; wait for it to finish, or train into another "
+                        "out_dir.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def rng_state() -> dict[str, Any]:

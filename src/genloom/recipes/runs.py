@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from genloom import __version__
-from genloom.checkpoint import atomic_write, read_json, write_json
+from genloom.checkpoint import (LOCK_FILE, RUN_FILES, atomic_write, clear_run, has_progress, is_genloom_run, lock_run,
+                                read_json, write_json)
 from genloom.config import RunConfig, from_dict, to_dict
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import Tokenizer
@@ -72,6 +73,7 @@ class RunStart:
     tokenizer: Tokenizer
     model_config: Any
     initial_weights: dict[str, torch.Tensor] | None = None
+    lock: Any = None  # the run folder's lock, held while training (see checkpoint.lock_run)
 
 
 def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[str]], device: torch.device) -> RunStart:
@@ -87,13 +89,7 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
     if needed is not None and run.data.batching != needed:
         raise UserError(f"the {run.family} family trains on data.batching: {needed}, got {run.data.batching}.")
     run_dir = Path(run.out_dir)
-    has_checkpoint = (run_dir / "config.json").exists()
-    distributed.barrier()  # every process has looked before rank 0 writes anything
-    if has_checkpoint and not resume:
-        raise UserError(f"{run_dir} already holds a checkpoint; pass --resume to continue it, "
-                        "or set out_dir=... to train a new one.")
-    if resume and not has_checkpoint:
-        raise UserError(f"--resume was given but {run_dir} holds no checkpoint.")
+    lock = _claim_run_dir(run_dir, resume, rank)
     source = _fine_tuning_source(run) if run.init_from and not resume else None
     if resume:
         _check_resume_matches(run, read_json(run_dir / "config.json"), run_dir)
@@ -112,7 +108,38 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
     saved_model = read_json(run_dir / "config.json")["model"]
     model_config = from_dict(FAMILIES[run.family].CONFIG, saved_model, "model")
     weights = {k: v.detach().cpu() for k, v in source.model.state_dict().items()} if source is not None else None
-    return RunStart(run_dir, tokenizer, model_config, weights)
+    return RunStart(run_dir, tokenizer, model_config, weights, lock)
+
+
+def _claim_run_dir(run_dir: Path, resume: bool, rank: int) -> Any:
+    """Check that ``run_dir`` may be trained into, lock it (rank 0), and clear a run there that never reached its
+    first snapshot; returns the lock (held while it stays open).
+
+    Refused: a file where the folder should be; genloom's file names written by something else (no genloom
+    config.json), which would be overwritten; a run with progress unless resuming; ``--resume`` of nothing.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"out_dir {run_dir} is a file; out_dir must name a folder (new, or a run to --resume).")
+    ours = is_genloom_run(run_dir)
+    foreign = [] if ours else [name for name in RUN_FILES if name != LOCK_FILE and (run_dir / name).exists()]
+    progress = ours and has_progress(run_dir)
+    distributed.barrier()  # every process has looked before rank 0 writes anything
+    if foreign:
+        raise UserError(f"{run_dir} holds {', '.join(foreign)} that genloom did not write (it has no genloom "
+                        "config.json); train into another out_dir so they are not overwritten.")
+    if progress and not resume:
+        raise UserError(f"{run_dir} already holds a checkpoint; pass --resume to continue it, "
+                        "or set out_dir=... to train a new one.")
+    if resume and not ours:
+        raise UserError(f"--resume was given but {run_dir} holds no checkpoint.")
+    if resume and not progress:
+        raise UserError(f"{run_dir} holds a run that stopped before its first snapshot, so there is nothing to "
+                        "resume; run the same command without --resume to start it again.")
+    lock = lock_run(run_dir) if rank == 0 else None
+    if ours and not progress and rank == 0:
+        clear_run(run_dir)
+        print(f"{run_dir}: the run there stopped before its first snapshot; starting it again.")
+    return lock
 
 
 def _fine_tuning_source(run: RunConfig) -> Checkpoint:

@@ -396,8 +396,16 @@ class Run:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines logged after the snapshot being resumed, so curves never show a step twice."""
+    """Drop metric lines logged after the snapshot being resumed, so curves never show a step twice; a line that
+    is not whole JSON (the last one, torn by a kill mid-write) goes too."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if json.loads(line)["step"] <= step]
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", step + 1) <= step:
+            keep.append(line)
     atomic_write(path, "".join(line + "\n" for line in keep))
