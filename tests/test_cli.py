@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from genloom.cli import main
+from genloom.device import cpu_supports_bf16
 from tests.conftest import tiny_recipe
 
 
@@ -67,7 +68,25 @@ def test_validate_accepts_a_good_recipe_and_names_a_missing_file(tmp_path, capsy
     assert main(["validate", str(recipe)]) == 0
     assert "OK" in capsys.readouterr().out
     assert main(["validate", str(recipe), "data.valid=nowhere.txt"]) == 2
-    assert "data.valid names a file that does not exist: nowhere.txt" in capsys.readouterr().err
+    assert "data file not found: nowhere.txt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override", [
+    "data.valid=nowhere.txt", "data.batching=stream model.kind=x", "train.precision=bf16", "train.device=cuda:99",
+    "model.hidden_dim=0", "model.hidden_dim=2000000", "data.lowercase=maybe", "family=bert data.batching=stream",
+])
+def test_validate_rejects_what_train_rejects_with_the_same_sentence(tmp_path, capsys, override):
+    """Regression: validate ran a copy of train's checks and accepted recipes that train then refused."""
+    if override == "train.precision=bf16" and cpu_supports_bf16():
+        pytest.skip("this CPU has bf16 kernels, so train accepts bf16 here")
+    recipe = write_recipe(tmp_path)
+    overrides = override.split()
+    validated = main(["validate", str(recipe), *overrides])
+    said = capsys.readouterr().err
+    trained = main(["train", str(recipe), *overrides])
+    assert (validated, trained) == (2, 2)
+    assert said == capsys.readouterr().err and said.count("\n") == 1
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("make, pattern", [

@@ -37,6 +37,28 @@ def test_overrides_parse_yaml_values_and_create_sections():
         apply_overrides({}, ["train.lr"])
 
 
+@pytest.mark.parametrize("train, message", [
+    ({"max_steps": 0}, "'train.max_steps' must be at least 1"),
+    ({"epochs": -1, "max_steps": None}, "'train.epochs' must be at least 1"),
+    ({"lr": float("nan")}, "'train.lr' must be a finite number, got nan"),
+    ({"lr": float("inf")}, "'train.lr' must be a finite number, got inf"),
+    ({"lr": 0.0}, "'train.lr' must be positive"),
+    ({"eval_every": -2}, "'train.eval_every' must be at least 1"),
+    ({"eval_every": 0}, "'train.eval_every' must be at least 1"),
+    ({"warmup_steps": -1}, "'train.warmup_steps' must be at least 0"),
+    ({"patience": -1}, "'train.patience' must be at least 0"),
+    ({"grad_clip": 0.0}, "'train.grad_clip' must be positive"),
+    ({"weight_decay": -0.1}, "'train.weight_decay' must be at least 0"),
+    ({"lr_decay": 0.0}, "'train.lr_decay' must lie in"),
+    ({"betas": [0.9, 1.5]}, "'train.betas' must be two numbers"),
+])
+def test_train_ranges_are_checked_where_the_recipe_is_parsed(train, message):
+    """Regression: max_steps 0, a NaN or infinite lr and negative eval_every/warmup_steps passed validate; some
+    then ended in a traceback, others trained silently wrong."""
+    with pytest.raises(UserError, match=message):
+        parse_run_config({"family": "rnnlm", "data": {"train": "x.txt"}, "train": {"max_steps": 10, **train}})
+
+
 def test_a_recipe_without_a_length_is_rejected():
     with pytest.raises(UserError, match="train.epochs' or 'train.max_steps"):
         parse_run_config({"family": "rnnlm", "data": {"train": "x.txt"}})

@@ -13,7 +13,6 @@ from genloom.config import DataConfig, RunConfig, apply_overrides, from_dict, lo
 from genloom.data.batching import pad
 from genloom.data.readers import read_corpus
 from genloom.decoding.generate import GenerationConfig, beam_search, generate
-from genloom.device import check_precision, resolve_device
 from genloom.errors import UserError
 from genloom.metrics import bleu, chrf
 from genloom.models.huggingface import export_gpt2
@@ -206,8 +205,8 @@ class LoadedModel:
     def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """For each ``[MASK]`` in ``text``, the ``top_k`` most likely fillers and their probabilities."""
         model = self._masked_model()
-        if top_k < 1:
-            raise UserError(f"top_k must be at least 1, got {top_k}.")
+        if not 1 <= top_k <= self.tokenizer.vocab_size:
+            raise UserError(f"top_k must lie in [1, {self.tokenizer.vocab_size}] (the vocabulary's size), got {top_k}.")
         mask_token = self.tokenizer.id_to_token(self.tokenizer.mask_id)
         if "[MASK]" not in text and mask_token not in text:
             raise UserError("the text has no [MASK] to fill.")
@@ -329,7 +328,6 @@ def train(config: str | Path | RunConfig | dict, overrides: list[str] | None = N
     recipe = RECIPES.get(run.family)
     if recipe is None:
         raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(RECIPES)}.")
-    check_precision(resolve_device(device or run.train.device), run.train.precision)
     summary = recipe(run, resume=resume, device=device)
     if run.data.test and run.family in TEST_FIGURES and distributed.rank() == 0:
         trained = load(run.out_dir, device=device or run.train.device)

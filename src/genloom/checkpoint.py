@@ -49,21 +49,57 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder, fsync, then rename."""
+    """Write ``data`` to ``path`` through a temp file in the same folder, fsync, then rename.
+
+    A folder where the file should go, a file where a folder should be, or a failed write (disk full, a
+    read-only folder) is one ``UserError``; whatever ``path`` held before stays as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_file(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}.") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {error.strerror or error}; what it held before is kept.") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def check_writable_file(path: str | Path, option: str | None = None) -> Path:
+    """Refuse a file path that is a folder, or whose parent path runs through a file (``option``: the command
+    line option that named it, for the message)."""
+    path = Path(path)
+    named = f"{option} {path}" if option else str(path)
+    if path.is_dir():
+        raise UserError(f"{named} is a folder; give the name of a file to write.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{named} cannot be written: {parent} is a file, not a folder.")
+            break
+    return path
+
+
+def check_writable_folder(path: str | Path, option: str | None = None) -> Path:
+    """Refuse a folder path that is a file, or that runs through one."""
+    path = Path(path)
+    named = f"{option} {path}" if option else str(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{named} is a file; give the name of a folder.")
+    check_writable_file(path / "x", option)
+    return path
 
 
 def save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -150,9 +186,13 @@ def save_snapshot(run_dir: str | Path, step: int, model_tensors: dict[str, Tenso
                   keep: int = 1) -> Path:
     """Write a complete trainer snapshot, then point ``state/latest.json`` at it, then prune old ones."""
     state_dir = Path(run_dir) / "state"
-    state_dir.mkdir(parents=True, exist_ok=True)
     final = state_dir / f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", dir=state_dir))
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", dir=state_dir))
+    except OSError as error:
+        raise UserError(f"cannot write a snapshot into {state_dir}: {error.strerror or error}; the last complete "
+                        "snapshot is kept.") from None
     try:
         tensors: dict[str, Tensor] = {}
         tree = flatten_state(trainer_state, tensors, "state")

@@ -159,9 +159,12 @@ def build_parser() -> Parser:
     export.add_argument("out_dir", help="a new or empty folder to write into")
 
     val = commands.add_parser("validate", help="check a recipe without training",
-                              description="Check a recipe's keys, types, model settings and data paths; train nothing.")
+                              description="Run the checks 'genloom train' makes before training (keys, types, model settings and "
+                                         "size, device, the run folder, the data read as training reads it); "
+                                         "train nothing.")
     val.add_argument("config", help="the YAML recipe")
     val.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, as for train")
+    val.add_argument("--resume", action="store_true", help="check the recipe as 'train --resume' would")
 
     demo = commands.add_parser("demo", help="train a small model on built-in data and show what it does",
                                description="Build a small corpus, train on it (about two minutes on a laptop CPU), "

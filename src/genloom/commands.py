@@ -12,22 +12,21 @@ from genloom.api import export_huggingface, load, train
 from genloom.apps import latent
 from genloom.apps.attention_plot import plot_attention
 from genloom.apps.demo import run_demo
-from genloom.checkpoint import atomic_write
-from genloom.config import from_dict, load_run_config
+from genloom.checkpoint import atomic_write, check_writable_file, check_writable_folder
+from genloom.config import load_run_config
 from genloom.data.readers import read_lines
 from genloom.decoding.config import GenerationConfig
-from genloom.device import check_precision, resolve_device
 from genloom.errors import UserError
-from genloom.models import FAMILIES
+from genloom.recipes import CHECKS
 from genloom.training import distributed
 
 
 def _generation_options(args: argparse.Namespace) -> dict:
-    method = args.method or ("beam" if args.beam else "greedy")
+    method = args.method or ("beam" if args.beam is not None else "greedy")
     return dict(method=method, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                 repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram,
-                num_beams=args.beam or GenerationConfig.num_beams, length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
+                num_beams=GenerationConfig.num_beams if args.beam is None else args.beam, length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
                 num_return_sequences=args.n_best,
                 stop_strings=args.stop, seed=args.seed)
 
@@ -88,6 +87,10 @@ def cmd_transduce(args: argparse.Namespace) -> int:
     options = _generation_options(args)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.output:
+        check_writable_file(args.output, "--output")
+    if args.attention_plot:
+        check_writable_file(args.attention_plot, "--attention-plot")
     model = load(args.checkpoint, device=args.device)
     if not model.conditional:
         raise UserError(f"{args.checkpoint} holds a '{model.family}' model; '{args.command}' needs a seq2seq checkpoint.")
@@ -118,15 +121,10 @@ def cmd_transduce(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     run = load_run_config(args.config, args.overrides)
-    module = FAMILIES.get(run.family)
-    if module is None:
-        raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(FAMILIES)}.")
-    module.check_config(from_dict(module.CONFIG, run.model, "model"))
-    check_precision(resolve_device(run.train.device), run.train.precision)
-    for key in ("train", "valid", "test", "train_target", "valid_target", "test_target"):
-        value = getattr(run.data, key)
-        if value and not Path(value).is_file():
-            raise UserError(f"data.{key} names a file that does not exist: {value}")
+    check = CHECKS.get(run.family)
+    if check is None:
+        raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(CHECKS)}.")
+    check(run, resume=args.resume, read_data=True)  # the checks train makes, and its data read the same way
     print(f"{args.config}: OK ({run.family}, {run.tokenizer.kind} tokenizer, {run.train.optimizer} "
           f"lr {run.train.lr}, out_dir {run.out_dir})")
     return 0
@@ -147,7 +145,8 @@ def cmd_vae(args: argparse.Namespace) -> int:
     model = load(args.checkpoint, device=args.device)
     model.latent_model()
     if args.use == "plot":
-        path = latent.plot_latent(model, read_lines(args.data), args.out or Path(args.checkpoint) / "latent.png")
+        out = check_writable_file(args.out or Path(args.checkpoint) / "latent.png", "--out")
+        path = latent.plot_latent(model, read_lines(args.data), out)
         print(f"wrote {path}")
         return 0
     options = _generation_options(args)
@@ -165,6 +164,7 @@ def cmd_vae(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    check_writable_folder(args.out_dir, "the export folder")
     path = export_huggingface(load(args.checkpoint, device="cpu"), args.out_dir)
     print(f"wrote {path} (Hugging Face GPT-2 layout)")
     return 0

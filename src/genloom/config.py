@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -96,8 +97,10 @@ class TrainConfig:
     (PyTorch's ReduceLROnPlateau; Texar's VAE recipe); ``max_plateaus`` ends the
     run at that many cuts. ``grad_accum`` micro-batches make one
     optimizer step. Evaluation on the validation split every ``eval_every`` steps
-    (unset: at each epoch end) and after the last step; ``patience`` evaluations without improvement stop the
-    run early. ``device: auto`` picks CUDA when present; ``precision: auto`` uses
+    (unset: at each epoch end) and after the last step. ``patience``: an evaluation that does not improve on the
+    best validation loss so far, when it is the ``patience``-th such evaluation in a row, stops the run (as
+    Keras' EarlyStopping: 0 and 1 both stop at the first evaluation without improvement; an improving run is
+    never stopped; unset: never stop early). ``device: auto`` picks CUDA when present; ``precision: auto`` uses
     bf16 autocast on CUDA and fp32 elsewhere. ``compile`` runs the training
     step through ``torch.compile`` (worth it for Transformers on a GPU; the first
     steps are slow while it compiles).
@@ -316,9 +319,40 @@ def parse_run_config(values: dict[str, Any]) -> RunConfig:
     require_fraction(run.data, ("valid_fraction",), section="data")
     if run.data.valid and run.data.valid_fraction:
         raise UserError("set either data.valid or data.valid_fraction, not both.")
-    if run.train.lr <= 0:
-        raise UserError(f"config key 'train.lr' must be positive, got {run.train.lr}.")
+    check_train_config(run.train)
     return run
+
+
+def check_train_config(train: TrainConfig) -> None:
+    """The ``train`` section's ranges, each refused with the key, the rule and the value given."""
+    for key in ("epochs", "max_steps", "eval_every"):
+        value = getattr(train, key)
+        if value is not None and value < 1:
+            raise UserError(f"config key 'train.{key}' must be at least 1 (or left unset), got {value}.")
+    require_at_least(train, ("warmup_steps", "lr_decay_start", "seed"), minimum=0, section="train")
+    require_at_least(train, ("plateau_patience",), section="train")
+    for key in ("patience", "max_plateaus"):
+        value = getattr(train, key)
+        if value is not None and value < 0:
+            raise UserError(f"config key 'train.{key}' must be at least 0 (or left unset), got {value}.")
+    for key in ("lr", "weight_decay", "momentum", "min_lr_ratio", "lr_decay", *(["grad_clip"] if train.grad_clip
+                                                                                  is not None else [])):
+        value = getattr(train, key)
+        if not math.isfinite(value):
+            raise UserError(f"config key 'train.{key}' must be a finite number, got {value}.")
+    if train.lr <= 0:
+        raise UserError(f"config key 'train.lr' must be positive, got {train.lr}.")
+    if train.grad_clip is not None and train.grad_clip <= 0:
+        raise UserError(f"config key 'train.grad_clip' must be positive (or null for no clipping), got {train.grad_clip}.")
+    if train.weight_decay < 0:
+        raise UserError(f"config key 'train.weight_decay' must be at least 0, got {train.weight_decay}.")
+    require_fraction(train, ("momentum",), section="train")
+    if not 0.0 <= train.min_lr_ratio <= 1.0:
+        raise UserError(f"config key 'train.min_lr_ratio' must lie in [0, 1], got {train.min_lr_ratio}.")
+    if not 0.0 < train.lr_decay <= 1.0:
+        raise UserError(f"config key 'train.lr_decay' must lie in (0, 1], got {train.lr_decay}.")
+    if len(train.betas) != 2 or not all(0.0 <= b < 1.0 for b in train.betas):
+        raise UserError(f"config key 'train.betas' must be two numbers in [0, 1), got {train.betas}.")
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

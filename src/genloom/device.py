@@ -51,3 +51,28 @@ def to_device(tree: Any, device: torch.device) -> Any:
     if isinstance(tree, (tuple, list)):
         return type(tree)(to_device(t, device) for t in tree)
     return tree
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on ``device`` now (CUDA: the driver's figure; CPU: the kernel's MemAvailable), or None when
+    this system does not say."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in open("/proc/meminfo", encoding="ascii"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(parameters: int, device: torch.device, training: bool, what: str) -> None:
+    """Refuse a model whose weights alone (and, to train, their gradients and Adam's two moments: 16 bytes a
+    parameter) need more memory than ``device`` has free, saying how much it would need."""
+    need = parameters * (16 if training else 4)
+    free = free_memory(device)
+    if free is not None and need > free:
+        purpose = "to train (weights, gradients and optimizer state)" if training else "to hold its weights"
+        raise UserError(f"{what} has {parameters:,} parameters, which need about {need / 2**30:,.1f} GiB {purpose}, "
+                        f"more than the {free / 2**30:,.1f} GiB free on {device}; make the model smaller.")

@@ -130,6 +130,19 @@ def test_early_stopping_and_outputs(tmp_path):
     assert "test_perplexity" in summary
 
 
+def test_patience_zero_never_stops_an_improving_run_and_stops_at_the_first_evaluation_without_improvement(tmp_path):
+    """Regression: train.patience 0 stopped a run at its first evaluation although it was improving."""
+    improving = tiny_recipe(tmp_path / "a", max_steps=6, eval_every=2, patience=0)
+    summary = genloom.train(improving)
+    valid = [r["loss"] for r in logged(tmp_path / "a" / "run", "valid")]
+    assert valid == sorted(valid, reverse=True) and summary["steps"] == 6
+    bouncing = tiny_recipe(tmp_path / "b", max_steps=200, eval_every=1, patience=0, lr=1.0, optimizer="sgd",
+                           schedule="constant", grad_clip=None)
+    genloom.train(bouncing)
+    valid = [r["loss"] for r in logged(tmp_path / "b" / "run", "valid")]
+    assert valid[-1] >= min(valid[:-1]) and all(b < a for a, b in zip(valid[:-2], valid[1:-1]))
+
+
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     summary = genloom.train(tiny_recipe(tmp_path, max_steps=3, grad_accum=2, log_every=1))
     assert summary["steps"] == 3

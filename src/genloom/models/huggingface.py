@@ -13,7 +13,8 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 from torch import Tensor, nn
 
-from genloom.checkpoint import atomic_write, load_tensors, read_json, save_tensors, write_json
+from genloom.checkpoint import (atomic_write, check_writable_folder, load_tensors, read_json, save_tensors,
+                                write_json)
 from genloom.config import to_dict
 from genloom.data.tokenizers import Tokenizer
 from genloom.errors import UserError
@@ -210,7 +211,7 @@ def huggingface_tokenizer(path: Path, hf_config: dict[str, Any]) -> Tokenizer:
 
 def export_gpt2(model: GPT, tokenizer: Tokenizer, out_dir: str | Path) -> Path:
     """Write a genloom GPT as a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json)."""
-    out_dir = Path(out_dir)
+    out_dir = check_writable_folder(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"{out_dir} is not empty; export into a new folder so nothing is overwritten.")
     write_json(out_dir / "config.json", gpt_config_to_hf(model.config, tokenizer.bos_id, tokenizer.eos_id))

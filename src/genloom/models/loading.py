@@ -64,6 +64,22 @@ def load_checkpoint(path: str | Path, device: str | None = None, family: str | N
         except RuntimeError as error:
             raise UserError(f"the weights in {path / 'model.safetensors'} do not fit the model in its config.json "
                             f"({str(error).splitlines()[0]}).") from None
+    check_loadable(path, model, tokenizer, exact_vocabulary=hf_config is None)
     torch_device = resolve_device(device or "auto")
     model.to(torch_device).eval()
     return Checkpoint(path, model, tokenizer, config, torch_device)
+
+
+def check_loadable(path: Path, model: nn.Module, tokenizer: Tokenizer, exact_vocabulary: bool) -> None:
+    """Refuse weights that hold NaN or infinite values, and a tokenizer whose ids do not fit the model's
+    vocabulary (a genloom checkpoint's must match it exactly; a Hugging Face model may pad its embedding)."""
+    for name, tensor in model.named_parameters():  # buffers may hold ±inf on purpose (a VAE's "no value yet")
+        if not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"the weights in {path} hold NaN or infinite values ({name}): the run had diverged when "
+                            "they were saved; use an earlier checkpoint or train again with a lower train.lr.")
+    vocabulary = getattr(getattr(model, "config", None), "vocab_size", None)
+    if vocabulary is None:
+        return
+    if tokenizer.vocab_size > vocabulary or (exact_vocabulary and tokenizer.vocab_size != vocabulary):
+        raise UserError(f"the tokenizer in {path} has {tokenizer.vocab_size:,} tokens but the model's vocabulary is "
+                        f"{vocabulary:,}: tokenizer.json belongs to another model.")

@@ -4,6 +4,18 @@ name greps to its code."""
 
 from genloom.recipes import gan, lm, seq2seq, vae
 
+# What ``genloom train`` and ``genloom validate`` check before anything is trained: the same functions that
+# each recipe calls first.
+CHECKS = {
+    "rnnlm": lm.check,
+    "gpt": lm.check,
+    "bert": lm.check,
+    "seq2seq": seq2seq.check,
+    "transformer_seq2seq": seq2seq.check,
+    "vae": vae.check,
+    "gan": gan.check,
+}
+
 RECIPES = {
     "rnnlm": lm.train,
     "gpt": lm.train,

@@ -20,10 +20,20 @@ from genloom.checkpoint import load_tensors, read_json, save_tensors, write_json
 from genloom.config import RunConfig
 from genloom.errors import UserError
 from genloom.models.gan import TextGAN
+from genloom.recipes import lm
 from genloom.recipes.lm import prepare
 from genloom.recipes.runs import build_model
 from genloom.training import distributed
 from genloom.training.loop import fit
+
+
+def check(run: RunConfig, resume: bool = False, device: str | None = None, read_data: bool = False) -> Any:
+    """The language-model recipes' checks (``lm.check``), and real and generated sequences of one length limit."""
+    config = lm.check(run, resume, device, read_data)
+    if run.data.max_length != config.max_length:
+        raise UserError(f"data.max_length ({run.data.max_length}) must equal model.max_length "
+                        f"({config.max_length}): real and generated sequences must have the same length limit.")
+    return config
 
 
 def phase_settings(run: RunConfig, model: TextGAN) -> list[tuple[str, Any, bool]]:
@@ -52,13 +62,11 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None,
           report: Callable[[TextGAN], dict[str, float]] | None = None) -> dict[str, Any]:
     """Run a GAN recipe end to end; ``report`` (for example the oracle NLL of samples) is called at every
     evaluation of every phase. Returns each phase's summary."""
+    check(run, resume, device)
     lm = prepare(run, resume, device)
     if distributed.world_size() > 1:
         raise UserError("GAN recipes train in one process; launch them without torchrun.")
     run_dir, config = lm.start.run_dir, lm.start.model_config
-    if run.data.max_length != config.max_length:
-        raise UserError(f"data.max_length ({run.data.max_length}) must equal model.max_length "
-                        f"({config.max_length}): real and generated sequences must have the same length limit.")
     model = build_model(run, lm.start, lm.device, f"objective {config.objective}, {lm.description}")
     summary: dict[str, Any] = {}
     for name, phase_cfg, keep_best in phase_settings(run, model):

@@ -15,7 +15,7 @@ from genloom.data.readers import read_corpus
 from genloom.data.tokenizers import Tokenizer
 from genloom.device import resolve_device
 from genloom.errors import UserError
-from genloom.recipes.runs import RunStart, build_and_fit, epoch_batches, open_run
+from genloom.recipes.runs import RunStart, build_and_fit, check_recipe, epoch_batches, open_run
 from genloom.training import distributed
 from genloom.training.loop import evaluate
 
@@ -68,12 +68,26 @@ class LMData:
     description: str
 
 
+def check(run: RunConfig, resume: bool = False, device: str | None = None, read_data: bool = False) -> Any:
+    """The language-model recipes' checks before training (``runs.check_recipe``); with ``read_data``, their
+    data read as training and evaluation read it. Returns the model config."""
+    config = check_recipe(run, resume, device)
+    if read_data:
+        read_texts(run.data, "train", "valid", "test")
+    return config
+
+
+def read_texts(data: DataConfig, *splits: str) -> list[list[str] | None]:
+    """The texts of each split (``train``, ``valid``, ``test``) as the recipe reads them, None where unset."""
+    return [read_corpus(getattr(data, split), data.format, data.field, data.lowercase) if getattr(data, split)
+            else None for split in splits]
+
+
 def prepare(run: RunConfig, resume: bool, device: str | None) -> LMData:
     """Read the text, open the run (tokenizer, config.json), encode, hold out validation data, batch."""
     torch_device = distributed.local_device(resolve_device(device or run.train.device))
     data, cfg = run.data, run.train
-    train_texts = read_corpus(data.train, data.format, data.field, data.lowercase)
-    valid_texts = read_corpus(data.valid, data.format, data.field, data.lowercase) if data.valid else None
+    train_texts, valid_texts = read_texts(data, "train", "valid")
     start = open_run(run, resume, lambda: train_texts, torch_device)
     tokenizer = start.tokenizer
     train_ids = encode_texts(train_texts, tokenizer, data)
@@ -89,6 +103,7 @@ def prepare(run: RunConfig, resume: bool, device: str | None) -> LMData:
 
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
     """Run a language-model recipe end to end and return its summary (steps, best validation perplexity)."""
+    check(run, resume, device)
     lm = prepare(run, resume, device)
     return build_and_fit(run, lm.start, lm.train_batches, lm.valid_batches, lm.device, resume, lm.description)
 

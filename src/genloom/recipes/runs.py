@@ -15,7 +15,8 @@ from genloom.checkpoint import (LOCK_FILE, RUN_FILES, atomic_write, clear_run, h
                                 read_json, write_json)
 from genloom.config import RunConfig, from_dict, to_dict
 from genloom.data.batching import Batch
-from genloom.data.tokenizers import Tokenizer
+from genloom.data.tokenizers import UNK_ID, Tokenizer
+from genloom.device import check_fits, check_precision, resolve_device
 from genloom.errors import UserError
 from genloom.models import FAMILIES, Family
 from genloom.models.loading import Checkpoint, load_checkpoint
@@ -42,15 +43,41 @@ def family_module(name: str) -> Family:
     return family
 
 
-def model_config_for(run: RunConfig, tokenizer: Tokenizer) -> Any:
+def model_config_for(run: RunConfig, vocab_size: int, mask_id: int | None = None) -> Any:
     """The family's model config from the recipe's ``model`` section, with the tokenizer's vocabulary size
-    (and mask id, for a family that has one)."""
+    (and mask id, for a family that has one), checked."""
     family = family_module(run.family)
     config = from_dict(family.CONFIG, run.model, "model")
-    config.vocab_size = tokenizer.vocab_size
+    config.vocab_size = vocab_size
     if family.MASK_TOKEN:
-        config.mask_id = tokenizer.mask_id
+        config.mask_id = mask_id
     family.check_config(config)
+    return config
+
+
+def check_recipe(run: RunConfig, resume: bool = False, device: str | None = None) -> Any:
+    """What every recipe checks before it reads its data or writes anything, and ``genloom validate`` with it:
+    the family and its batching, the device and precision, the run folder, the fine-tuning source, and whether
+    the model fits in memory. Returns the model config (its vocabulary the tokenizer's upper bound until the
+    tokenizer is trained)."""
+    family = family_module(run.family)
+    if family.BATCHING is not None and run.data.batching != family.BATCHING:
+        raise UserError(f"the {run.family} family trains on data.batching: {family.BATCHING}, got {run.data.batching}.")
+    torch_device = resolve_device(device or run.train.device)
+    check_precision(torch_device, run.train.precision)
+    run_dir = Path(run.out_dir)
+    check_run_dir(run_dir, resume)
+    if resume:
+        saved = read_json(run_dir / "config.json")
+        _check_resume_matches(run, saved, run_dir)
+        config = from_dict(family.CONFIG, saved["model"], "model")
+    elif run.init_from:
+        config = _fine_tuning_config(run, _fine_tuning_source(run))
+    else:
+        config = model_config_for(run, run.tokenizer.vocab_size, mask_id=UNK_ID)
+    with torch.device("meta"):  # counted without allocating anything
+        parameters = sum(p.numel() for p in family.build(config).parameters())
+    check_fits(parameters, torch_device, training=True, what=f"the {run.family} model of this recipe")
     return config
 
 
@@ -85,22 +112,17 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
     """
     rank, _ = distributed.init(device)
     family = family_module(run.family)
-    needed = family.BATCHING
-    if needed is not None and run.data.batching != needed:
-        raise UserError(f"the {run.family} family trains on data.batching: {needed}, got {run.data.batching}.")
     run_dir = Path(run.out_dir)
     lock = _claim_run_dir(run_dir, resume, rank)
     source = _fine_tuning_source(run) if run.init_from and not resume else None
-    if resume:
-        _check_resume_matches(run, read_json(run_dir / "config.json"), run_dir)
-    elif rank == 0:
+    if not resume and rank == 0:
         if source is not None:
             tokenizer, model_config = source.tokenizer, _fine_tuning_config(run, source)
         else:
             texts = tokenizer_texts()
             tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency,
                                         mask_token=family.MASK_TOKEN)
-            model_config = model_config_for(run, tokenizer)
+            model_config = model_config_for(run, tokenizer.vocab_size, tokenizer.mask_id)
         atomic_write(run_dir / "tokenizer.json", tokenizer.save(run_dir / "tokenizer.json"))
         write_json(run_dir / "config.json", checkpoint_config(run, model_config, tokenizer))
     distributed.barrier()
@@ -112,18 +134,26 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
 
 
 def _claim_run_dir(run_dir: Path, resume: bool, rank: int) -> Any:
-    """Check that ``run_dir`` may be trained into, lock it (rank 0), and clear a run there that never reached its
-    first snapshot; returns the lock (held while it stays open).
+    """Check ``run_dir`` again (``check_run_dir``), lock it (rank 0), and clear a run there that never reached its
+    first snapshot; returns the lock (held while it stays open)."""
+    check_run_dir(run_dir, resume)
+    distributed.barrier()  # every process has looked before rank 0 writes anything
+    lock = lock_run(run_dir) if rank == 0 else None
+    if is_genloom_run(run_dir) and not has_progress(run_dir) and rank == 0:
+        clear_run(run_dir)
+        print(f"{run_dir}: the run there stopped before its first snapshot; starting it again.")
+    return lock
 
-    Refused: a file where the folder should be; genloom's file names written by something else (no genloom
-    config.json), which would be overwritten; a run with progress unless resuming; ``--resume`` of nothing.
-    """
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Whether ``run_dir`` may be trained into. Refused: a file where the folder should be; genloom's file names
+    written by something else (no genloom config.json), which would be overwritten; a run with progress unless
+    resuming; ``--resume`` of nothing."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"out_dir {run_dir} is a file; out_dir must name a folder (new, or a run to --resume).")
     ours = is_genloom_run(run_dir)
     foreign = [] if ours else [name for name in RUN_FILES if name != LOCK_FILE and (run_dir / name).exists()]
     progress = ours and has_progress(run_dir)
-    distributed.barrier()  # every process has looked before rank 0 writes anything
     if foreign:
         raise UserError(f"{run_dir} holds {', '.join(foreign)} that genloom did not write (it has no genloom "
                         "config.json); train into another out_dir so they are not overwritten.")
@@ -135,11 +165,6 @@ def _claim_run_dir(run_dir: Path, resume: bool, rank: int) -> Any:
     if resume and not progress:
         raise UserError(f"{run_dir} holds a run that stopped before its first snapshot, so there is nothing to "
                         "resume; run the same command without --resume to start it again.")
-    lock = lock_run(run_dir) if rank == 0 else None
-    if ours and not progress and rank == 0:
-        clear_run(run_dir)
-        print(f"{run_dir}: the run there stopped before its first snapshot; starting it again.")
-    return lock
 
 
 def _fine_tuning_source(run: RunConfig) -> Checkpoint:

@@ -18,7 +18,7 @@ from genloom.data.readers import read_jsonl, read_parallel
 from genloom.data.tokenizers import Tokenizer
 from genloom.device import resolve_device
 from genloom.errors import UserError
-from genloom.recipes.runs import build_and_fit, epoch_batches, open_run
+from genloom.recipes.runs import build_and_fit, check_recipe, epoch_batches, open_run
 from genloom.training import distributed
 from genloom.training.loop import evaluate
 
@@ -96,8 +96,19 @@ def seq2seq_batches(examples: list[Example], tokenizer: Tokenizer, batch_size: i
     return [make_batch([examples[i] for i in group], tokenizer) for group in groups]
 
 
+def check(run: RunConfig, resume: bool = False, device: str | None = None, read_data: bool = False) -> Any:
+    """The seq2seq recipe's checks before training (``runs.check_recipe``); with ``read_data``, its pairs read
+    as training and evaluation read them. Returns the model config."""
+    config = check_recipe(run, resume, device)
+    if read_data:
+        for split in ("train", "valid", "test"):
+            read_pairs(run.data, split)
+    return config
+
+
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
     """Run a seq2seq recipe and return its summary (steps, best validation loss)."""
+    check(run, resume, device)
     torch_device = distributed.local_device(resolve_device(device or run.train.device))
     data, cfg = run.data, run.train
     train_pairs = read_pairs(data, "train")

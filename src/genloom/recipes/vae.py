@@ -12,7 +12,7 @@ from genloom.config import DataConfig, RunConfig, from_dict
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.models.vae import TextVAE, latent_report
-from genloom.recipes.lm import encode_texts, lm_batches, prepare
+from genloom.recipes.lm import check, encode_texts, lm_batches, prepare
 from genloom.recipes.runs import build_and_fit
 from genloom.training import distributed
 from genloom.training.loop import evaluation_rng
@@ -53,6 +53,7 @@ def make_report(valid_batches: list[Batch], device: torch.device):
 
 def train(run: RunConfig, resume: bool = False, device: str | None = None) -> dict[str, Any]:
     """Run a VAE recipe end to end and return its summary."""
+    check(run, resume, device)
     lm = prepare(run, resume, device)
     if lm.start.model_config.aggressive and distributed.world_size() > 1:
         raise UserError("aggressive encoder updates leave the decoder without gradients, which data-parallel "

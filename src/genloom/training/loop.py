@@ -380,8 +380,8 @@ class Run:
         if plateau:
             next_lr = learning_rate(cfg, state.step, horizon.total_steps, state.epoch, state.plateaus)
             self.bar.write(f"validation plateau: the learning rate is now {next_lr:.3g}")
-        if cfg.patience is not None and state.bad_evals >= cfg.patience:
-            return f"early stop: no validation improvement in {cfg.patience} evaluations."
+        if cfg.patience is not None and state.bad_evals > 0 and state.bad_evals >= cfg.patience:
+            return f"early stop: no validation improvement in {state.bad_evals} evaluations (train.patience)."
         return None
 
     def finish(self, state: TrainState, wall: float, title: str) -> dict[str, Any]:
