@@ -55,7 +55,9 @@ class LoadedModel:
     def _inputs(self, prompts: list[str]) -> tuple[list[list[int]], dict[str, torch.Tensor] | None, list[list[str]]]:
         """Decoder prompts, the conditioning context, and each row's out-of-vocabulary source words."""
         if not self.conditional:
-            return [[self.start_id] + (self.tokenizer.encode(p) if p else []) for p in prompts], None, [[] for _ in prompts]
+            ids = [[self.start_id] + (self.tokenizer.encode(p) if p else []) for p in prompts]
+            self._check_prompt_lengths(prompts, ids)
+            return ids, None, [[] for _ in prompts]
         max_source = self.recipe.get("data", {}).get("max_source_length", 400)
         sources = [self.tokenizer.encode(p)[:max_source] or [self.tokenizer.eos_id] for p in prompts]
         extended = [seq2seq.extend_source(p, ids, self.tokenizer) for p, ids in zip(prompts, sources)]
@@ -64,6 +66,16 @@ class LoadedModel:
         context = {"source": source.to(self.device), "source_mask": source_mask.to(self.device),
                    "source_extended": source_extended.to(self.device)}
         return [[self.start_id] for _ in prompts], context, [oov for _, oov in extended]
+
+    def _check_prompt_lengths(self, prompts: list[str], ids: list[list[int]]) -> None:
+        """A prompt longer than the model's context is refused, named (generation itself may run past it)."""
+        limit = getattr(self.model, "max_context", None)
+        for number, (prompt, row) in enumerate(zip(prompts, ids), start=1):
+            if limit is not None and len(row) > limit:
+                shown = prompt if len(prompt) <= 40 else prompt[:37] + "..."
+                which = f"prompt {number} " if len(prompts) > 1 else "the prompt "
+                raise UserError(f"{which}{shown!r} is {len(row)} tokens long, longer than the model's context of "
+                                f"{limit} tokens; shorten it (generation may run past the context: it slides).")
 
     def _decode(self, ids: list[int], oov: list[str]) -> str:
         vocab = self.tokenizer.vocab_size

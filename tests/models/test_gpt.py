@@ -56,6 +56,48 @@ def test_inputs_longer_than_the_context_are_refused():
         model(torch.zeros(1, 9, dtype=torch.long))
 
 
+def test_generation_past_the_context_slides_the_window_as_nanogpt_does():
+    """Regression: a 64-token model could not write past its 64th token. Past the window, each next token must
+    be the one nanoGPT's generate picks: the argmax of a full forward over the last context_length tokens."""
+    model = tiny(context_length=8)
+    prompt = [1, 7, 9]
+    cfg = GenerationConfig(max_new_tokens=30, min_new_tokens=30)  # EOS (2) forbidden: 30 tokens every time
+    ours = [int(s.tokens[0]) for s in generate(model, [prompt], cfg, eos_id=2) if s.emitted[0]]
+    sequence = list(prompt)
+    with torch.no_grad():
+        for _ in range(30):
+            logits, _ = model(torch.tensor([sequence[-8:]]))
+            logits[0, -1, 2] = float("-inf")
+            sequence.append(int(logits[0, -1].argmax()))
+    assert len(ours) == 30 and ours == sequence[3:]
+    beams = beam_search(model, [prompt, [1, 3, 4, 5, 6, 7, 8]], GenerationConfig(
+        method="beam", num_beams=3, max_new_tokens=20, min_new_tokens=20), eos_id=2)
+    assert all(len(row[0].tokens) == 20 for row in beams)
+
+
+def test_a_prompt_longer_than_the_context_is_named(tmp_path):
+    lm = genloom_tiny_checkpoint(tmp_path)
+    with pytest.raises(UserError, match=r"the prompt 'the cat the cat the cat the cat the c\.\.\.' is 81 tokens long"):
+        list(lm.generate("the cat " * 10))
+    assert len("".join(lm.generate("the ", max_new_tokens=40))) > 16  # longer than the 16-token context
+
+
+def genloom_tiny_checkpoint(tmp_path):
+    import genloom
+    from genloom.apps.toy_grammar import corpus
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(corpus(200, 0)), encoding="utf-8")
+    genloom.train({
+        "family": "gpt", "out_dir": str(tmp_path / "run"),
+        "data": {"train": str(text), "format": "text", "batching": "stream", "valid_fraction": 0.1},
+        "tokenizer": {"kind": "char"},
+        "model": {"context_length": 16, "dim": 16, "num_layers": 1, "num_heads": 2},
+        "train": {"max_steps": 2, "batch_size": 4, "bptt": 16, "eval_every": 2, "lr": 0.003, "device": "cpu"},
+    })
+    return genloom.load(tmp_path / "run", device="cpu")
+
+
 def test_gpt_trains_through_the_lm_recipe_with_a_held_out_tail(tmp_path):
     import genloom
     from genloom.apps.toy_grammar import corpus

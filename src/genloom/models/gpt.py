@@ -93,16 +93,27 @@ class GPT(nn.Module):
     # The decoding step contract.
 
     def init_state(self, batch_size: int, context: Any = None) -> dict[str, Any]:
-        return {"caches": [{} for _ in self.layers], "offset": 0}
+        device = self.embed.weight.device
+        return {"caches": [{} for _ in self.layers], "offset": 0,
+                "window": torch.zeros((batch_size, 0), dtype=torch.long, device=device)}
 
     def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
-        """(B, T) new tokens → (B, V) logits for the next one, reusing cached keys and values."""
-        logits, caches = self(tokens, state["caches"], state["offset"])
-        return logits[:, -1], {"caches": caches, "offset": state["offset"] + tokens.size(1)}
+        """(B, T) new tokens → (B, V) logits for the next one, reusing cached keys and values.
+
+        Past the context window generation slides, as nanoGPT's ``generate`` does: the logits come from the
+        last ``context_length`` tokens, recomputed without the cache (whose positions no longer fit).
+        """
+        context = self.config.context_length
+        window = torch.cat([state["window"], tokens], dim=1)[:, -context:]  # (B, ≤ context)
+        if state["offset"] + tokens.size(1) <= context:
+            logits, caches = self(tokens, state["caches"], state["offset"])
+            return logits[:, -1], {"caches": caches, "offset": state["offset"] + tokens.size(1), "window": window}
+        logits, caches = self(window, [{} for _ in self.layers], 0)
+        return logits[:, -1], {"caches": caches, "offset": window.size(1), "window": window}
 
     def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        caches = reorder_caches(state["caches"], index)
-        return {"caches": caches, "offset": state["offset"]}
+        return {"caches": reorder_caches(state["caches"], index), "offset": state["offset"],
+                "window": state["window"].index_select(0, index)}
 
     @property
     def max_context(self) -> int:
