@@ -48,16 +48,28 @@ def test_bpe_round_trip_is_exact_even_for_unseen_text(texts, probe):
         assert tok.decode(tok.encode(text)) == text
 
 
+SPACED = st.tuples(st.text(" ", max_size=3), st.lists(WORD, min_size=1, max_size=6).map("  ".join),
+                   st.text(" ", max_size=2)).map("".join)
+
+
 @SETTINGS
-@given(texts=TEXTS.filter(lambda texts: not any("\u2581" in text for text in texts)))
-def test_unigram_round_trip(texts):
+@given(texts=st.lists(SPACED, min_size=1, max_size=5).filter(lambda texts: not any("\u2581" in t for t in texts)))
+def test_unigram_round_trip_keeps_leading_and_repeated_spaces(texts):
     # Texts without "▁" (U+2581): the unigram tokenizer reads it as a space (next test).
     tok = Tokenizer.train("unigram", texts, vocab_size=200)
     for text in texts:
         assert tok.decode(tok.encode(text)) == text
 
 
+def test_unigram_keeps_a_leading_space():
+    """Regression: " lead" decoded as "lead" (the dummy "▁" was only added when no space led the text)."""
+    tok = Tokenizer.train("unigram", ["hello world", " lead"], vocab_size=40)
+    assert [tok.decode(tok.encode(t)) for t in (" lead", "  held", "hello")] == [" lead", "  held", "hello"]
+
+
 def test_unigram_reads_the_metaspace_character_as_a_space():
+    """A known limitation, kept on purpose: SentencePiece's "▁" (U+2581) marks spaces inside pieces, so a literal
+    "▁" cannot be told from a space; it is read as one (README), never turned into <unk>."""
     tok = Tokenizer.train("unigram", ["a\u2581b c", "q\u2581"], vocab_size=60)
     assert tok.decode(tok.encode("a\u2581b c")) == "a b c"
     assert tok.unk_id not in tok.encode("q\u2581")

@@ -161,10 +161,12 @@ def _train_bpe(texts: list[str], vocab_size: int, min_frequency: int) -> HFToken
 def _train_unigram(texts: list[str], vocab_size: int, min_frequency: int) -> HFTokenizer:
     hf = HFTokenizer(models.Unigram())
     # SentencePiece's convention: "▁" (U+2581) marks a space inside pieces, so a literal "▁" in the text
-    # can only be read as a space; saying so up front keeps it from becoming <unk> or vanishing.
-    hf.normalizer = normalizers.Replace("\u2581", " ")
-    hf.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
-    hf.decoder = decoders.Metaspace(prepend_scheme="first")
+    # can only be read as a space; saying so up front keeps it from becoming <unk> or vanishing. Every text
+    # gets one "▁" in front (SentencePiece's dummy prefix), and decoding drops exactly that one: a text that
+    # starts with spaces keeps them (with "prepend only when the text does not start with a space" it lost one).
+    hf.normalizer = normalizers.Sequence([normalizers.Replace("\u2581", " "), normalizers.Prepend("\u2581")])
+    hf.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
+    hf.decoder = decoders.Metaspace(prepend_scheme="always")
     trainer = trainers.UnigramTrainer(
         vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK, show_progress=False,
         initial_alphabet=sorted(set("".join(texts)))[:1000],
