@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, device_description, require_data, write_result  # noqa: E402
 
 import genloom  # noqa: E402
-from genloom.metrics import rouge  # noqa: E402
+from genloom.metrics import rouge, rouge_signature  # noqa: E402
 from genloom.device import resolve_device  # noqa: E402
 
 
@@ -90,9 +90,9 @@ def main() -> int:
                                   no_repeat_ngram_size=3, max_new_tokens=40)
     results["pointer_generator"] = {**percent(rouge([o[0].strip() for o in outputs], references)),
                                     "train_wall_s": round(train_wall, 1), "valid_loss": round(summary["best_valid_loss"], 4)}
-    protocol = ("SciTLDR-A test (618 papers, 1,967 TLDRs); ROUGE-1/2/L F1 x100 via rouge-score with genloom's Unicode "
-                "tokenizer, lower-cased, no stemming, best over each paper's TLDRs; pointer-generator decoded with beam 4, "
-                "coverage penalty 0.2, no repeated trigrams, at most 40 tokens")
+    protocol = ("SciTLDR-A test (618 papers, 1,967 TLDRs); ROUGE-1/2/L F1 x100, best over each paper's TLDRs ("
+                f"{rouge_signature()}); pointer-generator decoded with beam 4, coverage penalty 0.2, no repeated "
+                "trigrams, at most 40 tokens")
     if args.quick:
         protocol = "QUICK RUN (2 epochs; not the full recipe): " + protocol
     path = write_result("seq2seq_scitldr", args.quick, {
@@ -107,6 +107,7 @@ def main() -> int:
         print(f"{name:<19}{r['rouge1']:>7.2f}{r['rouge2']:>7.2f}{r['rougeL']:>7.2f}")
     met = results["pointer_generator"]["rouge2"] > results["lead_1"]["rouge2"]
     print(f"pointer-generator beats lead-1 on ROUGE-2: {'yes' if met else 'NO'}")
+    print(f"ROUGE: {rouge_signature()}")
     print(f"written: {path}")
     return 0
 

@@ -11,13 +11,12 @@ import random
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import sacrebleu
 from nltk.tokenize import NLTKWordTokenizer
 from rouge_score import rouge_scorer
-from sacrebleu.metrics.helpers import extract_all_word_ngrams
 
 from genloom.errors import UserError
 
@@ -70,7 +69,7 @@ def chrf(hypotheses: Sequence[str], references: Sequence[Sequence[str]], word_or
 
 # Scripts written without spaces between words; each of their characters counts as a token.
 _UNSPACED = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f])")
-_WORD = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)  # word characters without "_", which rouge-score splits on
 
 
 class UnicodeRougeTokenizer:
@@ -97,8 +96,21 @@ class UnicodeRougeTokenizer:
         return tokens
 
 
+def rouge_signature(stem: bool = False) -> str:
+    """What ``rouge`` computed, to print beside its figures (as sacrebleu's signature is printed beside BLEU)."""
+    from importlib.metadata import version
+
+    return (f"rouge-score {version('rouge-score')} ROUGE-1/2/L F1, stem {'yes' if stem else 'no'}, tokenizer genloom "
+            "unicode (NFKC, lower-case, \\w+ words, one token per Han/kana/Thai character): on ASCII text the same as "
+            "rouge-score's default; on other text it differs by design (rouge-score's default drops non-ASCII "
+            "letters)")
+
+
 def rouge(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]], stem: bool = False) -> dict[str, float]:
-    """Mean ROUGE-1/2/L F1 (0–1) over hypotheses, with a Unicode-aware tokenizer.
+    """Mean ROUGE-1/2/L F1 (0–1) over hypotheses, with a Unicode-aware tokenizer (``rouge_signature`` says so).
+
+    On ASCII text the figures equal rouge-score's with its default tokenizer; on other text they differ by
+    design, since that tokenizer keeps only [a-z0-9] and scores a Greek or Chinese summary as empty.
 
     Each reference entry is one string or a list of strings; with several, each
     metric takes its best score over them (SciTLDR's multi-target protocol).
@@ -129,76 +141,103 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 Tokens = Literal["nltk", "whitespace"]
 _NLTK_WORDS = NLTKWordTokenizer()
+Gram = tuple[str, ...]
 
 
-def _tokens(texts: Sequence[str], tokens: Tokens) -> list[str]:
-    """Non-empty texts as space-joined tokens: Texygen's ``nltk.word_tokenize`` words (its Treebank-style word
-    tokenizer, without the sentence splitter, whose model NLTK would download) or the text's own words."""
-    texts = [t for t in texts if t.strip()]
+def _tokens(texts: Sequence[str], tokens: Tokens) -> list[list[str]]:
+    """Each text's words: Texygen's ``nltk.word_tokenize`` (its Treebank-style word tokenizer, without the
+    sentence splitter, whose model NLTK would download) or the text's own words. An empty text has none."""
     if tokens == "whitespace":
-        return texts
-    return [" ".join(_NLTK_WORDS.tokenize(t)) for t in texts]
+        return [t.split() for t in texts]
+    return [_NLTK_WORDS.tokenize(t) for t in texts]
+
+
+def _grams(words: list[str], n: int) -> list[Counter]:
+    """The counts of each order's n-grams, orders 1 … n."""
+    return [Counter(tuple(words[i : i + k]) for i in range(len(words) - k + 1)) for k in range(1, n + 1)]
+
+
+def _texygen_sentence_bleu(grams: list[Counter], length: int, clip: Callable[[Gram], int], ref_len: int) -> float:
+    """NLTK's ``sentence_bleu`` with uniform weights over the ``len(grams)`` orders and ``SmoothingFunction().
+    method1``, as Texygen calls it, from the hypothesis' n-gram counts and ``clip`` (an n-gram's highest count
+    in any one reference). Every order counts, even one the hypothesis is too short to have (its precision is
+    then 0.1 / 1, as NLTK's); no matching unigram at all, or an empty hypothesis, scores 0, as in NLTK.
+    ``ref_len`` is the reference length closest to ``length`` (ties: the shorter), NLTK's brevity rule."""
+    numerators = [sum(min(count, clip(gram)) for gram, count in counter.items()) for counter in grams]
+    if length == 0 or numerators[0] == 0:
+        return 0.0
+    denominators = [max(1, sum(counter.values())) for counter in grams]
+    precisions = [(num + 0.1) / den if num == 0 else num / den for num, den in zip(numerators, denominators)]
+    weight = 1.0 / len(grams)
+    brevity = 1.0 if length > ref_len else math.exp(1 - ref_len / length)
+    return brevity * math.exp(math.fsum(weight * math.log(p) for p in precisions))
+
+
+def _closest(lengths: Iterable[int], length: int) -> int:
+    return min(lengths, key=lambda ref_len: (abs(ref_len - length), ref_len))
 
 
 def reference_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4, tokens: Tokens = "nltk") -> float:
-    """Texygen's BLEU of generated text (0–1): the mean over hypotheses of each one's sentence BLEU against
-    the whole reference set (every test sentence is a reference of every hypothesis). ``tokens``: ``nltk``
-    (Texygen's: "table." is two tokens) or ``whitespace``.
+    """Texygen's BLEU of generated text (0–1): the mean over hypotheses of NLTK's ``sentence_bleu`` (uniform
+    weights over orders 1 … n, ``method1`` smoothing) of each one against the whole reference set (every test
+    sentence is a reference of every hypothesis). Empty hypotheses score 0 and count in the mean, as Texygen's
+    lines do. ``tokens``: ``nltk`` (Texygen's: "table." is two tokens) or ``whitespace``.
 
     Example:
         >>> round(reference_bleu(["a cat sat ."], ["a cat sat .", "a dog ran ."], n=2), 3)
         1.0
     """
-    hypotheses, references = _tokens(hypotheses, tokens), _tokens(references, tokens)
-    if not hypotheses or not references:
+    hyp_words, ref_words = _tokens(hypotheses, tokens), _tokens(references, tokens)
+    if not hyp_words or not ref_words:
         raise UserError("BLEU needs at least one hypothesis and one reference.")
-    # Texygen's sentence BLEU: uniform weights, zero counts floored at 0.1 (NLTK's method1);
-    # the whole reference set is cached once as the reference set of every hypothesis.
-    metric = sacrebleu.BLEU(tokenize="none", max_ngram_order=n, smooth_method="floor", smooth_value=0.1,
-                            effective_order=True, references=[[r] for r in references])
-    return sum(metric.corpus_score([h], None).score for h in hypotheses) / (100.0 * len(hypotheses))
+    clip: dict[Gram, int] = {}  # the highest count of each n-gram in any one reference, computed once
+    for words in ref_words:
+        for counter in _grams(words, n):
+            for gram, count in counter.items():
+                clip[gram] = max(clip.get(gram, 0), count)
+    ref_lengths = sorted(set(len(words) for words in ref_words))
+    total = 0.0
+    for words in hyp_words:
+        total += _texygen_sentence_bleu(_grams(words, n), len(words), lambda g: clip.get(g, 0),
+                                        _closest(ref_lengths, len(words)))
+    return total / len(hyp_words)
 
 
 def self_bleu(texts: Sequence[str], n: int = 4, max_hypotheses: int | None = 1000, seed: int = 0,
               tokens: Tokens = "nltk") -> float:
-    """Self-BLEU (Zhu et al. 2018, Texygen), 0–1: each text scored against all *other* texts as references.
+    """Self-BLEU (Zhu et al. 2018, Texygen), 0–1: each text's ``reference_bleu`` score against all *other*
+    texts as references. Higher means less diverse.
 
-    Protocol: ``tokens`` as in ``reference_bleu``, uniform weights up to order ``n``, floor
-    smoothing of zero counts with 0.1 (as NLTK's method1 that Texygen uses), a
-    text is never its own reference, and at most ``max_hypotheses`` texts (a
-    seeded sample) are scored, each against all the others. Higher means less
-    diverse. The n-grams of all texts are counted once, keeping for each n-gram
-    its two highest counts, so leaving one text out is free; sacrebleu computes
-    the score from those statistics (the same figure as its ``sentence_score``
-    against the other texts).
+    Protocol: ``tokens`` and the sentence score as in ``reference_bleu`` (NLTK's ``sentence_bleu``, uniform
+    weights, ``method1``; empty texts score 0); a text is never its own reference; at most ``max_hypotheses``
+    texts (a seeded sample) are scored, each against all the others. The n-grams of all texts are counted once,
+    keeping each n-gram's two highest counts, so leaving one text out is free.
     """
-    texts = _tokens(texts, tokens)
-    if len(texts) < 2:
+    words = _tokens(texts, tokens)
+    if len(words) < 2:
         raise UserError("self-BLEU needs at least two texts.")
-    grams = [extract_all_word_ngrams(t, 1, n) for t in texts]  # (counter, length) per text
-    top: dict[tuple[str, ...], tuple[int, int, int]] = {}  # n-gram → (highest count, its text, second count)
-    for index, (counter, _) in enumerate(grams):
-        for gram, count in counter.items():
-            first, holder, second = top.get(gram, (0, -1, 0))
-            if count > first:
-                top[gram] = (count, index, first)
-            elif count > second:
-                top[gram] = (first, holder, count)
-    lengths = Counter(length for _, length in grams)
-    indices = list(range(len(texts)))
+    grams = [_grams(w, n) for w in words]
+    top: dict[Gram, tuple[int, int, int]] = {}  # n-gram → (highest count, its text, second count)
+    for index, counters in enumerate(grams):
+        for counter in counters:
+            for gram, count in counter.items():
+                first, holder, second = top.get(gram, (0, -1, 0))
+                if count > first:
+                    top[gram] = (count, index, first)
+                elif count > second:
+                    top[gram] = (first, holder, count)
+    lengths = Counter(len(w) for w in words)
+    indices = list(range(len(words)))
     if max_hypotheses is not None and len(indices) > max_hypotheses:
         indices = random.Random(seed).sample(indices, max_hypotheses)
-    total_score = 0.0
+    total = 0.0
     for i in indices:
-        counter, hyp_len = grams[i]
-        correct, total = [0] * n, [0] * n
-        for gram, count in counter.items():
+        length = len(words[i])
+        others = [ref_len for ref_len, m in lengths.items() if ref_len != length or m > 1]
+
+        def clip(gram: Gram, i: int = i) -> int:
             first, holder, second = top[gram]
-            total[len(gram) - 1] += count
-            correct[len(gram) - 1] += min(count, second if holder == i else first)
-        others = [length for length, m in lengths.items() if length != hyp_len or m > 1]
-        ref_len = min(others, key=lambda length: (abs(length - hyp_len), length))  # sacrebleu's closest length
-        total_score += sacrebleu.BLEU.compute_bleu(correct, total, hyp_len, ref_len, smooth_method="floor",
-                                                   smooth_value=0.1, effective_order=True,
-                                                   max_ngram_order=n).score / 100.0
-    return total_score / len(indices)
+            return second if holder == i else first
+
+        total += _texygen_sentence_bleu(grams[i], length, clip, _closest(others, length))
+    return total / len(indices)
