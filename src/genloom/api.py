@@ -51,9 +51,18 @@ class LoadedModel:
         batching = self.recipe.get("data", {}).get("batching", "sentences")
         # A stream-trained LM saw every text start right after EOS; a sentence-trained one after BOS.
         self.start_id = self.tokenizer.eos_id if batching == "stream" and not self.conditional else self.tokenizer.bos_id
+        # A Hugging Face LM reads prompts as its own tokenizer makes them (GPT-2's adds no start token); only an
+        # empty prompt starts from its bos_token_id, as transformers' generate does.
+        self.huggingface_prompts = self.config.get("source") == "huggingface" and not self.conditional
+        if self.huggingface_prompts:
+            self.start_id = self.tokenizer.bos_id
 
     def _inputs(self, prompts: list[str]) -> tuple[list[list[int]], dict[str, torch.Tensor] | None, list[list[str]]]:
         """Decoder prompts, the conditioning context, and each row's out-of-vocabulary source words."""
+        if self.huggingface_prompts:
+            ids = [self.tokenizer.hf.encode(p).ids if p else [self.start_id] for p in prompts]
+            self._check_prompt_lengths(prompts, ids)
+            return ids, None, [[] for _ in prompts]
         if not self.conditional:
             ids = [[self.start_id] + (self.tokenizer.encode(p) if p else []) for p in prompts]
             self._check_prompt_lengths(prompts, ids)
@@ -104,7 +113,7 @@ class LoadedModel:
 
     def _engine_args(self, context: Any, oov: list[str]) -> dict[str, Any]:
         return dict(context=context, max_context=getattr(self.model, "max_context", None),
-                    detokenize=lambda ids: self._decode(ids, oov))
+                    detokenize=lambda ids: self._decode(ids, oov), start_token=not self.huggingface_prompts)
 
     def generate(self, prompt: str = "", **options: Any) -> Iterator[str]:
         """Stream the output for ``prompt`` as text pieces, as the tokens are chosen.

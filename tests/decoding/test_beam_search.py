@@ -136,3 +136,29 @@ def test_coverage_penalty_is_gnmt_and_skips_padding():
     assert _coverage(attention, 0.0) == 0.0
     assert _coverage(attention, 2.0) == pytest.approx(2.0 * 2 * math.log(0.75))
     assert _coverage(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), 1.0) == 0.0  # over-attended words are capped at 1
+
+
+def test_an_end_below_the_top_num_beams_candidates_does_not_finish_a_hypothesis():
+    """Regression: EOS finished a hypothesis whenever it came before the K-th open candidate, even from rank
+    K … 2K-1; in transformers and fairseq only the K best candidates may finish. Here b·EOS ranks third of four
+    with K = 2, so it is dropped and the second hypothesis is b b (0.125), not b (0.20)."""
+    table = [
+        {None: {A: 0.5, B: 0.5}},
+        {A: {EOS: 0.6, A: 0.25, B: 0.15}, B: {B: 0.5, EOS: 0.4, A: 0.1}},
+        {B: {EOS: 0.5, A: 0.3, B: 0.2}, A: {EOS: 0.44, A: 0.28, B: 0.28}, None: {EOS: 1.0}},
+        {None: {EOS: 1.0}},
+    ]
+    cfg = GenerationConfig(method="beam", num_beams=2, num_return_sequences=2, length_penalty=0.0, max_new_tokens=5)
+    (nbest,) = beam_search(ScriptedDecoder(table), [[BOS]], cfg, eos_id=EOS)
+    assert [h.tokens for h in nbest] == [[A], [B, B]]
+    assert [h.score for h in nbest] == pytest.approx([math.log(0.30), math.log(0.125)])
+
+
+def test_bans_act_on_normalised_log_probabilities_without_renormalising():
+    """Regression: min_new_tokens renormalised after banning EOS, which inflated the filler that remained; the
+    score of a continuation must be its model log-probability, as in transformers and fairseq."""
+    cfg = GenerationConfig(method="beam", num_beams=2, num_return_sequences=1, min_new_tokens=2, max_new_tokens=3)
+    (nbest,) = beam_search(ScriptedDecoder(TABLE), [[BOS]], cfg, eos_id=EOS)
+    # b then EOS is banned at step 2; b·a and b·b keep their own probabilities (0.4 × 0.05), not 0.4 × 0.5.
+    assert nbest[0].tokens == [A, A]
+    assert nbest[0].score == pytest.approx(math.log(0.6 * 0.36 * 0.98) / 3)

@@ -75,21 +75,27 @@ def _attention(model: StepModel, state: Any) -> Tensor | None:
 
 
 def build_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, for_sampling: bool) -> list:
-    """The processor chain in its fixed order (see ``processors.process``).
+    """The processor chain in its fixed order (see ``processors.process``): the repetition penalty, the bans
+    (``ban_processors``), then, for sampling, top-k, temperature and top-p.
 
-    Processors see each row's history without its start token (BOS, or EOS for a
-    stream-trained LM), so a repetition penalty never punishes ending a text;
-    ``prompt_lengths`` count the prompt without that token too.
+    Processors see each row's history without its start token when it has one (BOS, or EOS for a
+    stream-trained LM), so a repetition penalty never punishes ending a text; ``prompt_lengths`` count the
+    prompt without that token too.
     """
+    chain: list = [RepetitionPenalty(cfg.repetition_penalty)] if cfg.repetition_penalty != 1.0 else []
+    chain += ban_processors(cfg, eos_id, prompt_lengths)
+    if for_sampling:
+        chain += [TopK(cfg.top_k), Temperature(cfg.temperature), TopP(cfg.top_p)]
+    return chain
+
+
+def ban_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor) -> list:
+    """The processors that forbid tokens outright (−inf): no-repeat n-gram, then minimum length."""
     chain: list = []
-    if cfg.repetition_penalty != 1.0:
-        chain.append(RepetitionPenalty(cfg.repetition_penalty))
     if cfg.no_repeat_ngram_size > 0:
         chain.append(NoRepeatNGram(cfg.no_repeat_ngram_size))
     if cfg.min_new_tokens > 0:
         chain.append(MinNewTokens(cfg.min_new_tokens, eos_id, prompt_lengths))
-    if for_sampling:
-        chain += [TopK(cfg.top_k), Temperature(cfg.temperature), TopP(cfg.top_p)]
     return chain
 
 
@@ -147,6 +153,7 @@ def generate(
     context: Any = None,
     max_context: int | None = None,
     detokenize: Callable[[list[int]], str] | None = None,
+    start_token: bool = True,
 ) -> Iterator[StepOutput]:
     """Decode a batch of prompts, yielding one ``StepOutput`` per step as tokens are chosen.
 
@@ -162,6 +169,8 @@ def generate(
         context: conditioning passed to ``model.init_state`` (an encoder output, a latent code).
         max_context: the longest prompt the model accepts, or None.
         detokenize: ids → text, needed for ``cfg.stop_strings``.
+        start_token: each prompt begins with the model's start token, which the processors do not see
+            (False for prompts made as a Hugging Face tokenizer makes them, which the processors see whole).
 
     Yields:
         StepOutput with (B,) tokens and (B,) emitted flags.
@@ -173,7 +182,8 @@ def generate(
         >>> [int(s.tokens[0]) for s in steps]  # doctest: +SKIP
     """
     if cfg.method == "beam":
-        best = [hyps[0] for hyps in beam_search(model, prompts, cfg, eos_id, context, max_context, detokenize)]
+        best = [hyps[0] for hyps in beam_search(model, prompts, cfg, eos_id, context, max_context, detokenize,
+                                                start_token)]
         device = _device(model)
         for position in range(max((len(b.tokens) for b in best), default=0)):
             tokens = torch.tensor([b.tokens[position] if position < len(b.tokens) else eos_id for b in best], device=device)
@@ -187,7 +197,8 @@ def generate(
     device, lengths, padded, common, state = _prepare(model, prompts, context, max_context)
     sampling = cfg.method == "sample"
     choose = sample_choice if sampling else greedy_choice
-    processors = build_processors(cfg, eos_id, lengths - 1, for_sampling=sampling)
+    skip = int(start_token)  # the start token is not text: processors never see it
+    processors = build_processors(cfg, eos_id, lengths - skip, for_sampling=sampling)
     generator = _seeded_generator(cfg.seed, device)
     history = padded[:, :common]  # (B, T)
     logits, state = model.step(history, state)  # (B, V)
@@ -197,7 +208,7 @@ def generate(
     new_tokens: list[list[int]] = [[] for _ in range(batch)]
     for position in range(common, int(lengths.max()) + cfg.max_new_tokens):
         forced = position < lengths  # (B,)
-        chosen = choose(process(processors, history[:, 1:], logits.float()), generator)  # (B,)
+        chosen = choose(process(processors, history[:, skip:], logits.float()), generator)  # (B,)
         forced_token = padded[:, min(position, padded.size(1) - 1)]
         tokens = torch.where(forced, forced_token, chosen)
         tokens = torch.where(finished, torch.full_like(tokens, eos_id), tokens)
@@ -251,15 +262,20 @@ def beam_search(
     context: Any = None,
     max_context: int | None = None,
     detokenize: Callable[[list[int]], str] | None = None,
+    start_token: bool = True,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns the ``cfg.num_return_sequences`` best hypotheses of each prompt.
 
-    Each row keeps its ``num_beams`` best finished hypotheses; it stops when the
-    best open beam can no longer beat the worst of them (see ``_cannot_improve``),
-    or at ``max_new_tokens``, where its open beams are finished as they are.
-    Scores are summed log-probabilities of the new tokens (EOS included) divided
-    by length ** ``length_penalty``, plus GNMT's coverage penalty for attending
-    models when ``coverage_penalty`` > 0.
+    The search of ``transformers``' ``generate`` (``early_stopping=False``), which fairseq's shares where the two
+    agree: each step takes the 2K best one-token extensions; of those, only the K best may finish a hypothesis
+    (an EOS or a completed stop string), and at ``max_new_tokens`` all K best finish as they are; the first K
+    that do not finish stay open. Each row keeps its K best finished hypotheses and stops when the best open beam,
+    scored at its current length, is no better than the worst of them (``_cannot_improve``). Scores are summed
+    log-probabilities of the new tokens (EOS included) divided by length ** ``length_penalty``, plus GNMT's
+    coverage penalty for attending models when ``coverage_penalty`` > 0. Bans (no-repeat n-gram, minimum length)
+    put −inf on the normalised log-probabilities; the repetition penalty, a deliberate difference, acts on the
+    logits before they are normalised, as it does in greedy search and sampling (``transformers`` applies it to
+    the log-probabilities in beam search).
 
     Example:
         >>> # hyps = beam_search(lm.model, [[lm.start_id]], GenerationConfig(method="beam"), eos_id)
@@ -267,7 +283,9 @@ def beam_search(
     """
     device, lengths, padded, common, state = _prepare(model, prompts, context, max_context)
     batch, beams = len(prompts), cfg.num_beams
-    processors = build_processors(cfg, eos_id, lengths.repeat_interleave(beams) - 1, for_sampling=False)
+    skip = int(start_token)  # the start token is not text: processors never see it
+    penalty = [RepetitionPenalty(cfg.repetition_penalty)] if cfg.repetition_penalty != 1.0 else []
+    bans = ban_processors(cfg, eos_id, lengths.repeat_interleave(beams) - skip)
     logits, state = model.step(padded[:, :common], state)  # (B, V)
     state = _expand(model, state, batch, beams, device)
     logits = logits.repeat_interleave(beams, dim=0)  # (B*K, V)
@@ -281,18 +299,18 @@ def beam_search(
     for position in range(common, int(lengths.max()) + cfg.max_new_tokens):
         forced = position < lengths  # (B,)
         beam.step_attention = _attention(model, state)  # (B*K, S) or None
-        lprobs = torch.log_softmax(process(processors, beam.history[:, 1:], logits.float()), dim=-1)
+        text = beam.history[:, skip:]  # (B*K, T)
+        lprobs = process(bans, text, torch.log_softmax(process(penalty, text, logits.float()), dim=-1))
         lprobs = _force(lprobs.view(batch, beams, -1), forced, padded[:, min(position, padded.size(1) - 1)])
         cand = _candidates(scores, lprobs, 2 * beams)
         new_count += (~forced).long()
         last_step = new_count >= cfg.max_new_tokens  # (B,)
         ends = _ends(cand, forced, beam, eos_id, cfg.stop_strings, detokenize)  # (B, 2K)
-        ending, kept = _select(cand.scores, ends, done, beams)  # (B, 2K) each
+        ending, kept = _select(cand.scores, ends | last_step[:, None], done, beams)  # (B, 2K) each
         _finalise(finished, ending, cand, new_count, beam, cfg, drop_token=cand.tokens == eos_id)
-        _finalise(finished, kept & last_step[:, None], cand, new_count, beam, cfg, drop_token=None)
         scores, keep_beams, keep_tokens = _kept(cand, kept, beams, eos_id)  # (B, K) each
         done |= last_step | (kept.sum(1) == 0)
-        done |= _cannot_improve(finished, scores[:, 0], new_count + 1, ~forced & ~done, beams, cfg.length_penalty)
+        done |= _cannot_improve(finished, scores[:, 0], new_count, ~forced & ~done, beams, cfg.length_penalty)
         if bool(done.all()):
             break
         order = (rows[:, None] * beams + keep_beams).flatten()  # (B*K,) parent row of each kept beam
@@ -377,14 +395,14 @@ def _ends(cand: Candidates, forced: Tensor, beam: BeamState, eos_id: int, stop_s
 def _select(cand_scores: Tensor, ends: Tensor, done: Tensor, beams: int) -> tuple[Tensor, Tensor]:
     """Which candidates finish a hypothesis and which stay open, (B, 2K) masks each.
 
-    Candidates are taken best first until K stay open; those that end before that point finish, the rest
-    are dropped. Rows already done take nothing.
+    A candidate that ends (EOS, a stop string, the length limit) finishes only if it ranks among the K best
+    (as in ``transformers`` and fairseq); the first K candidates that do not end stay open. Rows already done
+    take nothing.
     """
     live = torch.isfinite(cand_scores) & ~done[:, None]
+    top = torch.arange(cand_scores.size(1), device=cand_scores.device) < beams  # (2K,)
     open_ = live & ~ends
-    open_before = open_.long().cumsum(1) - open_.long()  # open candidates ranked above each one
-    considered = live & (open_before < beams)
-    return considered & ends, considered & open_
+    return live & ends & top, open_ & (open_.long().cumsum(1) <= beams)
 
 
 def _kept(cand: Candidates, kept: Tensor, beams: int, eos_id: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -450,11 +468,11 @@ def _add_finished(finished: list[Hypothesis], hypothesis: Hypothesis, capacity: 
 
 def _cannot_improve(finished: list[list[Hypothesis]], best_open: Tensor, length: Tensor, check: Tensor,
                     beams: int, length_penalty: float) -> Tensor:
-    """(B,) True where a row's best open beam, scored at its next length, is no better than the worst of its
+    """(B,) True where a row's best open beam, scored at its current length, is no better than the worst of its
     K finished hypotheses (rows not in ``check`` or with fewer than K finished: False).
 
     Log-probabilities only fall as a beam grows, so this is exact for ``length_penalty`` 0 and the usual
-    heuristic otherwise (Hugging Face's ``early_stopping=False``).
+    heuristic otherwise (``transformers``' ``early_stopping=False``).
     """
     result = torch.zeros_like(check)
     for b in check.nonzero().flatten().tolist():

@@ -45,8 +45,17 @@ def gpt_config_from_hf(hf: dict[str, Any]) -> GPTConfig:
         raise UserError("only GPT-2 checkpoints with gelu_new activations and LayerNorm epsilon 1e-5 can be loaded.")
     if hf.get("n_inner") not in (None, 4 * hf["n_embd"]):
         raise UserError("only GPT-2 checkpoints whose MLP is 4 × n_embd wide can be loaded.")
+    # Every other GPT2Config field that changes what the model computes: supported exactly, or refused.
+    refused = {"scale_attn_weights": (False, "unscaled attention scores"),
+               "scale_attn_by_inverse_layer_idx": (True, "attention scaled by 1 / layer number"),
+               "add_cross_attention": (True, "cross-attention layers")}
+    for key, (value, meaning) in refused.items():
+        if hf.get(key, not value) == value:
+            raise UserError(f"this GPT-2 config has {key}: {value} ({meaning}), which genloom's GPT does not compute; "
+                            "it cannot be loaded exactly, so it is not loaded.")
     return GPTConfig(vocab_size=hf["vocab_size"], context_length=hf["n_positions"], dim=hf["n_embd"],
-                     num_layers=hf["n_layer"], num_heads=hf["n_head"], dropout=0.0, bias=True, tie_embeddings=True)
+                     num_layers=hf["n_layer"], num_heads=hf["n_head"], dropout=0.0, bias=True,
+                     tie_embeddings=bool(hf.get("tie_word_embeddings", True)))
 
 
 def gpt_state_from_hf(hf_tensors: dict[str, Tensor], config: GPTConfig) -> dict[str, Tensor]:
@@ -68,7 +77,14 @@ def gpt_state_from_hf(hf_tensors: dict[str, Tensor], config: GPTConfig) -> dict[
         for ours, (theirs, transposed) in GPT2_LAYER.items():
             tensor = tensors[prefix + theirs]
             state[f"layers.{i}.{ours}"] = tensor.t() if transposed else tensor
-    state["output.weight"] = state["embed.weight"]
+    if config.tie_embeddings:
+        state["output.weight"] = state["embed.weight"]
+    elif "lm_head.weight" in hf_tensors:
+        head = torch.zeros(padded, dim, dtype=hf_tensors["lm_head.weight"].dtype)
+        head[: config.vocab_size] = hf_tensors["lm_head.weight"]
+        state["output.weight"] = head
+    else:
+        raise UserError("this GPT-2 config has tie_word_embeddings: false, but its weights have no lm_head.weight.")
     return {k: v.contiguous() for k, v in state.items()}
 
 
