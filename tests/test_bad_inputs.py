@@ -148,7 +148,7 @@ CASES = [
     (["train", R, "out_dir={root}/foreign"], "genloom did not write"),
     (["train", R, f"out_dir={LM}"], "already holds a checkpoint"),
     (["train", R, "out_dir={root}/nowhere_run", "--resume"], "holds no checkpoint"),
-    (["train", R, "out_dir={root}/ckpt_latest", "--resume"], "damaged"),
+    (["train", R, "out_dir={root}/ckpt_latest", "--resume"], "settings differ from this config's"),
     # validate runs the same checks
     (["validate", "{root}/missing.yaml"], "config file not found"),
     (["validate", R, "train.lr=.nan"], "'train.lr' must be a finite number"),
