@@ -49,12 +49,20 @@ def workspace(tmp_path_factory, trained_run):
         "tokenizer": lambda run: (run / "tokenizer.json").unlink(),
         "latest": lambda run: (run / "state" / "latest.json").write_text('{"path": "../../elsewhere"}'),
         "nan": lambda run: _poison(run),
+        "vocabulary": lambda run: _other_tokenizer(run),
     }
     for name, damage in damaged.items():
         shutil.copytree(trained_run, root / f"ckpt_{name}")
         damage(root / f"ckpt_{name}")
     shutil.copytree(trained_run, root / "lm")
     return root
+
+
+def _other_tokenizer(run: Path) -> None:
+    from genloom.data.tokenizers import Tokenizer
+
+    other = Tokenizer.train("char", ["a different corpus altogether"], vocab_size=100)
+    (run / "tokenizer.json").write_text(other.save(run / "tokenizer.json"), encoding="utf-8")
 
 
 def _poison(run: Path) -> None:
@@ -167,6 +175,7 @@ CASES = [
     (["generate", "{root}/ckpt_family"], "unknown model family 'diffusion'"),
     (["generate", "{root}/ckpt_tokenizer"], "tokenizer file not found"),
     (["generate", "{root}/ckpt_nan"], "NaN or infinite"),
+    (["generate", "{root}/ckpt_vocabulary"], "tokenizer.json belongs to another model"),
     (["evaluate", "{root}/ckpt_weights", "--data", "{root}/prompts.txt"], "truncated or corrupt"),
     (["export", "{root}/ckpt_config", "{root}/export_new"], "truncated or corrupt"),
     # decoding options

@@ -39,6 +39,10 @@ def test_bert_trains_then_fills_masks_and_scores_sentences(tmp_path):
     assert model.pseudo_log_likelihood("the cat sees a dog .") < 0
     with pytest.raises(UserError, match="no \\[MASK\\] to fill"):
         model.fill_mask("no mask here")
+    vocabulary = model.tokenizer.vocab_size  # regression: a larger --top-k ended in torch.topk's traceback
+    assert len(model.fill_mask("the cat [MASK] a dog .", top_k=vocabulary)[0]) == vocabulary
+    with pytest.raises(UserError, match=f"top_k must lie in \\[1, {vocabulary}\\]"):
+        model.fill_mask("the cat [MASK] a dog .", top_k=vocabulary + 1)
     with pytest.raises(UserError, match="does not generate text"):
         list(model.generate("the cat"))
 

@@ -112,3 +112,36 @@ def test_latest_json_may_only_name_a_snapshot_of_its_own_run(tmp_path):
     latest.write_text("{not json")
     with pytest.raises(UserError, match="truncated or corrupt"):
         genloom.train(tiny_recipe(tmp_path / "a", max_steps=4, eval_every=2), resume=True)
+
+
+def test_a_damaged_trainer_json_is_one_sentence(tmp_path):
+    recipe = tiny_recipe(tmp_path, max_steps=2, eval_every=2)
+    genloom.train(recipe)
+    trainer = next((tmp_path / "run" / "state").glob("step-*")) / "trainer.json"
+    for damage, message in (("{not json", "truncated or corrupt"), ('{"optimizer": {"__tensor__": "gone"}}', "damaged")):
+        trainer.write_text(damage)
+        recipe["train"]["max_steps"] = 4
+        with pytest.raises(UserError, match=message):
+            genloom.train(recipe, resume=True)
+
+
+def test_a_failed_save_during_training_stops_with_a_sentence_and_keeps_the_last_snapshot(tmp_path, monkeypatch):
+    """Disk full or a read-only folder during a snapshot: one sentence, and the last complete snapshot still
+    resumes."""
+    import os
+
+    recipe = tiny_recipe(tmp_path, max_steps=4, eval_every=2)
+    real_replace, calls = os.replace, {"n": 0}
+
+    def full_disk_after_the_first_snapshot(src, dst):
+        if "state" in str(dst) and calls["n"] >= 1:
+            raise OSError(28, "No space left on device")
+        calls["n"] += str(dst).endswith("latest.json")  # the first snapshot is complete once latest.json names it
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_disk_after_the_first_snapshot)
+    with pytest.raises(UserError, match="No space left on device"):
+        genloom.train(recipe)
+    monkeypatch.undo()
+    assert not list((tmp_path / "run" / "state").glob(".step-*"))  # no half-written snapshot left
+    assert genloom.train(recipe, resume=True)["steps"] == 4

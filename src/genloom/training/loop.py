@@ -266,16 +266,20 @@ class Run:
         if latest is None:
             raise UserError(f"--resume was given but {self.run_dir} holds no trainer snapshot to resume from.")
         model_tensors, saved = latest
-        self.model.load_state_dict(model_tensors)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        if saved.get("world_size", 1) != self.world:
-            raise UserError(f"{self.run_dir} was trained by {saved.get('world_size', 1)} processes; "
-                            "resume it with as many.")
-        per_rank = saved["per_rank"][self.rank] if self.world > 1 else {"rng": saved["rng"], "carry": saved["carry"]}
-        set_rng_state(per_rank["rng"])
+        try:
+            self.model.load_state_dict(model_tensors)
+            self.optimizer.load_state_dict(saved["optimizer"])
+            if saved.get("world_size", 1) != self.world:
+                raise UserError(f"{self.run_dir} was trained by {saved.get('world_size', 1)} processes; "
+                                "resume it with as many.")
+            per_rank = saved["per_rank"][self.rank] if self.world > 1 else {"rng": saved["rng"], "carry": saved["carry"]}
+            set_rng_state(per_rank["rng"])
+            defaults = TrainState()  # older snapshots lack the plateau counters
+            state = TrainState(**{f.name: saved.get(f.name, getattr(defaults, f.name)) for f in fields(TrainState)})
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
+            raise UserError(f"the newest snapshot in {self.run_dir / 'state'} is damaged and cannot be resumed "
+                            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else error!r}).") from None
         self.step_rng = rng_state()
-        defaults = TrainState()  # older snapshots lack the plateau counters
-        state = TrainState(**{f.name: saved.get(f.name, getattr(defaults, f.name)) for f in fields(TrainState)})
         state.carry = to_device(per_rank["carry"], self.device)
         if self.main:
             _truncate_metrics(self.metrics_path, state.step)
