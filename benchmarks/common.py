@@ -100,19 +100,25 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> None:
 def check_study_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.add and not args.seeds:
         parser.error("--add adds seeds to a seed study: give --seeds")
-    if args.name is not None and not args.name.isidentifier():
-        parser.error(f"--name must be letters, digits and underscores, got {args.name!r}")
+    check_name(parser, args.name)
 
 
-def variant_suffix(args: argparse.Namespace) -> str:
+def check_name(parser: argparse.ArgumentParser, name: str | None) -> None:
+    """A variant's name goes into file names: letters, digits and underscores only."""
+    if name is not None and not name.isidentifier():
+        parser.error(f"--name must be letters, digits and underscores, got {name!r}")
+
+
+def variant_suffix(name: str | None, overrides: list[str]) -> str:
     """``_NAME`` for a named variant, ``_variant`` for unnamed overrides, '' for the recipe itself."""
-    return f"_{args.name}" if args.name else "_variant" if args.overrides else ""
+    return f"_{name}" if name else "_variant" if overrides else ""
 
 
-def study_name(stem: str, args: argparse.Namespace) -> str:
+def study_name(stem: str, name: str | None, overrides: list[str], seeds: list[int] | None = None) -> str:
     """The result name of a run: the benchmark's own (``stem``), or under studies/ for a variant or seed study."""
-    name = stem + variant_suffix(args) + ("_seeds" if args.seeds else "")
-    return STUDY_PREFIX + name if args.seeds or variant_suffix(args) else name
+    suffix = variant_suffix(name, overrides)
+    result = stem + suffix + ("_seeds" if seeds else "")
+    return STUDY_PREFIX + result if seeds or suffix else result
 
 
 def earlier_seeds(name: str, args: argparse.Namespace) -> tuple[dict[str, dict[int, dict]], dict[int, list], list]:

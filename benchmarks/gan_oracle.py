@@ -260,8 +260,8 @@ def main() -> int:
     if args.mle_only:
         overrides += ["model.disc_pretrain_epochs=0", "model.adversarial_rounds=0"]
     recipe = apply_overrides(recipe, overrides + args.overrides)
-    stem = study_name(f"gan_oracle{'_mle' if args.mle_only else ''}", args)
-    run_stem = f"bench_gan_oracle{variant_suffix(args)}"
+    stem = study_name(f"gan_oracle{'_mle' if args.mle_only else ''}", args.name, args.overrides, args.seeds)
+    run_stem = f"bench_gan_oracle{variant_suffix(args.name, args.overrides)}"
     if args.seeds:
         return seed_study(recipe, args, stem, run_stem, device, oracle)
     out_dir = ROOT / "runs" / run_stem

@@ -7,12 +7,11 @@
 # barely slow one another):
 #   shakespeare  shakespeare_char.py --gpu-recipe (nanoGPT's 6x384 model, torch.compile, bf16), then lm_speed
 #   vae          vae_ptb.py --models vae --batch-size 64          vae_lm   the same-size LSTM LM (--models lstm_lm)
-#   vae_variant  the same with VAE_OVERRIDES (KEY=VALUE ...) set  vae_variant_lm   its LM (vae_ptb_variant.json), e.g.
-#                VAE_OVERRIDES="model.init_range=0.1" (README, "Benchmarks": the VAE target)
+#   vae_variant  the same with VAE_OVERRIDES (KEY=VALUE ...) set  vae_variant_lm   its LM (studies/vae_ptb_variant.json), e.g.
+#                VAE_OVERRIDES="model.init_range=0.1" (docs/vae.md)
 #   gan_oracle   gan_oracle.py (the whole SeqGAN oracle recipe)   gan_coco gan_coco.py (MLE, SeqGAN, Gumbel GAN)
-#                with GAN_ORACLE_OVERRIDES (KEY=VALUE ...) set, that variant of the recipe (gan_oracle_variant.json), e.g.
-#                GAN_ORACLE_OVERRIDES="model.pg_reduction=sum model.disc_l2=0.1 model.disc_steps=235" (README, "The
-#                SeqGAN oracle gap")
+#                with GAN_ORACLE_OVERRIDES (KEY=VALUE ...) set, that variant of the recipe (studies/gan_oracle_variant.json),
+#                e.g. GAN_ORACLE_OVERRIDES="model.pg_reduction=sum model.disc_l2=0.1 model.disc_steps=235" (docs/gan.md)
 # A job past its deadline is stopped; a stopped VAE or LM run is then scored from its best weights so far with
 # `genloom evaluate` (marked PARTIAL in its log). SECONDS (default 540) is the whole budget. The results JSON/PNG,
 # the runs' metrics.jsonl and each job's log end up in OUT_DIR/results.tar.gz; the logs also in OUT_DIR.

@@ -17,7 +17,8 @@ behind their LSTM LM with KL ≈ 2. Target: VAE test NLL ≤ 102 with KL ≥ 2 a
 least 5 active units. ``--quick`` trains 2 epochs each with 50 IW samples and
 writes vae_ptb_quick.json. KEY=VALUE overrides change the VAE recipe before the
 LM is derived from it (as for ``genloom train``, e.g. ``train.epochs=10``); the
-results then go to vae_ptb_variant.json, with the overrides in the protocol.
+results then go to studies/vae_ptb_variant.json (``--name NAME``: studies/vae_ptb_NAME.json), with the overrides
+in the protocol.
 ``--resume`` continues each model's stopped run from its last snapshot (saved at
 every evaluation) instead of starting afresh, so a CPU run can span sessions; the
 row then says ``resumed`` and its train_wall_s counts the last process only.
@@ -34,7 +35,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, device_description, earlier_results, last_result, require_data, write_result  # noqa: E402
+from common import (ROOT, check_name, device_description, earlier_results, last_result, require_data, study_name,  # noqa: E402
+                    variant_suffix, write_result)
 
 import genloom  # noqa: E402
 from genloom.config import apply_overrides  # noqa: E402
@@ -51,7 +53,8 @@ PUBLISHED = {
 }
 
 
-def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, variant: list[str]) -> dict[str, dict]:
+def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, variant: list[str],
+            suffix: str) -> dict[str, dict]:
     """The VAE recipe (with the ``variant``'s overrides) and the language model of the same size, on the same
     data and optimizer.
 
@@ -78,7 +81,7 @@ def recipes(data: Path, quick: bool, batch_size: int | None, precision: str, var
                                                "weight_drop": model.get("weight_drop", 0.0),
                                                "tie_embeddings": model.get("tie_embeddings", False)}}
     for name, recipe in (("vae", vae), ("lstm_lm", lm)):
-        recipe["out_dir"] = str(ROOT / "runs" / f"bench_vae_ptb{'_variant' if variant else ''}_{name}")
+        recipe["out_dir"] = str(ROOT / "runs" / f"bench_vae_ptb{suffix}_{name}")
     return {"vae": vae, "lstm_lm": lm}
 
 
@@ -112,16 +115,20 @@ def main() -> int:
                         help="auto: bf16 autocast on CUDA, fp32 on CPU")
     parser.add_argument("--resume", action="store_true",
                         help="continue each model's stopped run from its last snapshot instead of starting afresh")
+    parser.add_argument("--name", default=None, help="the variant's name in its result and run folders' names "
+                        "(default: 'variant' when there are overrides)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides (a variant of the recipe)")
     args = parser.parse_args()
-    stem = "vae_ptb_variant" if args.overrides else "vae_ptb"
+    check_name(parser, args.name)
+    stem = study_name("vae_ptb", args.name, args.overrides)
     data = require_data("ptb")
     device = str(resolve_device(args.device))
     samples = args.iw_samples or (50 if args.quick else 500)
     test = data / "ptb.test.txt.gz"
     start = time.time()
     results = {}
-    models = recipes(data, args.quick, args.batch_size, args.precision, args.overrides)
+    models = recipes(data, args.quick, args.batch_size, args.precision, args.overrides,
+                     variant_suffix(args.name, args.overrides))
     for name, recipe in models.items():
         if name not in args.models:
             continue
