@@ -153,3 +153,15 @@ def test_every_command_documents_every_option():
         for action in sub._actions:
             assert action.help, f"'genloom {name}' option {action.option_strings or action.dest} has no help"
         assert run_cli(name, "--help").returncode == 0
+
+
+def test_overrides_may_follow_the_options(tmp_path, capsys):
+    """Regression: `train cfg.yaml --resume key=value` was refused as unrecognized arguments."""
+    recipe = write_recipe(tmp_path)
+    assert main(["train", str(recipe), "train.max_steps=2", "train.eval_every=2"]) == 0
+    assert main(["train", str(recipe), "--resume", "train.max_steps=4", "train.eval_every=2"]) == 0
+    assert "steps 4" in capsys.readouterr().out
+    assert main(["validate", str(recipe), "--resume", "train.max_steps=6"]) == 0
+    with pytest.raises(SystemExit):
+        main(["train", str(recipe), "--resume", "--frobnicate"])
+    assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err

@@ -174,9 +174,20 @@ def build_parser() -> Parser:
     return parser
 
 
+def parse(parser: Parser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; for ``train`` and ``validate``, KEY=VALUE overrides may also come after the options
+    (``train cfg.yaml --resume train.max_steps=4``), which argparse alone would call unrecognized."""
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command in ("train", "validate") and all("=" in word and not word.startswith("-") for word in rest):
+        args.overrides = list(args.overrides) + rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.command is None:
         parser.print_help()
         return 2
