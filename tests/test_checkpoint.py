@@ -67,3 +67,17 @@ def test_truncated_safetensors_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(UserError, match="truncated or corrupt"):
         load_tensors(path)
+
+
+def test_a_folder_to_write_into_may_hold_any_subfolder(tmp_path):
+    """Regression: the folder check went through a child named "x", so a folder holding a subfolder "x" was
+    refused as "is a folder"."""
+    from genloom.checkpoint import check_writable_folder
+
+    (tmp_path / "out" / "x").mkdir(parents=True)
+    assert check_writable_folder(tmp_path / "out") == tmp_path / "out"
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="is a file; give the name of a folder"):
+        check_writable_folder(tmp_path / "a_file")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        check_writable_folder(tmp_path / "a_file" / "sub")

@@ -18,6 +18,7 @@ from genloom.metrics import bleu, chrf
 from genloom.models.huggingface import export_gpt2
 from genloom.models.loading import Checkpoint, load_checkpoint
 from genloom.recipes import RECIPES, lm, seq2seq, vae
+from genloom.recipes.runs import family_module
 from genloom.training import distributed
 
 
@@ -48,14 +49,13 @@ class LoadedModel:
         self.tokenizer, self.device, self.family = checkpoint.tokenizer, checkpoint.device, checkpoint.family
         self.recipe = self.config.get("recipe", {})
         self.conditional = self.family in CONDITIONAL_FAMILIES
-        batching = self.recipe.get("data", {}).get("batching", "sentences")
-        # A stream-trained LM saw every text start right after EOS; a sentence-trained one after BOS.
-        self.start_id = self.tokenizer.eos_id if batching == "stream" and not self.conditional else self.tokenizer.bos_id
         # A Hugging Face LM reads prompts as its own tokenizer makes them (GPT-2's adds no start token); only an
         # empty prompt starts from its bos_token_id, as transformers' generate does.
         self.huggingface_prompts = self.config.get("source") == "huggingface" and not self.conditional
-        if self.huggingface_prompts:
-            self.start_id = self.tokenizer.bos_id
+        # A stream-trained LM saw every text start right after EOS; a sentence-trained one after BOS.
+        stream = self.recipe.get("data", {}).get("batching", "sentences") == "stream"
+        self.start_id = (self.tokenizer.eos_id if stream and not self.conditional and not self.huggingface_prompts
+                         else self.tokenizer.bos_id)
 
     def _inputs(self, prompts: list[str]) -> tuple[list[list[int]], dict[str, torch.Tensor] | None, list[list[str]]]:
         """Decoder prompts, the conditioning context, and each row's out-of-vocabulary source words."""
@@ -346,10 +346,8 @@ def train(config: str | Path | RunConfig | dict, overrides: list[str] | None = N
         run = parse_run_config(apply_overrides(config, overrides or []))
     else:
         run = config
-    recipe = RECIPES.get(run.family)
-    if recipe is None:
-        raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(RECIPES)}.")
-    summary = recipe(run, resume=resume, device=device)
+    family_module(run.family)  # an unknown family is refused with the known ones named
+    summary = RECIPES[run.family](run, resume=resume, device=device)
     if run.data.test and run.family in TEST_FIGURES and distributed.rank() == 0:
         trained = load(run.out_dir, device=device or run.train.device)
         result = trained.evaluate(run.data.test, target=run.data.test_target)

@@ -84,11 +84,7 @@ def check_writable_file(path: str | Path, option: str | None = None) -> Path:
     named = f"{option} {path}" if option else str(path)
     if path.is_dir():
         raise UserError(f"{named} is a folder; give the name of a file to write.")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"{named} cannot be written: {parent} is a file, not a folder.")
-            break
+    _check_parents(path, named)
     return path
 
 
@@ -98,8 +94,17 @@ def check_writable_folder(path: str | Path, option: str | None = None) -> Path:
     named = f"{option} {path}" if option else str(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{named} is a file; give the name of a folder.")
-    check_writable_file(path / "x", option)
+    _check_parents(path, named)
     return path
+
+
+def _check_parents(path: Path, named: str) -> None:
+    """The nearest existing parent of ``path`` must be a folder."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{named} cannot be written: {parent} is a file, not a folder.")
+            return
 
 
 def save_tensors(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -270,8 +275,8 @@ def is_genloom_run(run_dir: Path) -> bool:
 
 def has_progress(run_dir: Path) -> bool:
     """Whether a run folder holds trained weights or a trainer snapshot (its own or a GAN phase's)."""
-    return (run_dir / "model.safetensors").exists() or any(run_dir.glob("state/latest.json")) or any(
-        run_dir.glob("phases/*/state/latest.json"))
+    return ((run_dir / "model.safetensors").exists() or (run_dir / "state" / "latest.json").exists()
+            or any(run_dir.glob("phases/*/state/latest.json")))
 
 
 def clear_run(run_dir: Path) -> None:

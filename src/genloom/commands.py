@@ -18,6 +18,7 @@ from genloom.data.readers import read_lines
 from genloom.decoding.config import GenerationConfig
 from genloom.errors import UserError
 from genloom.recipes import CHECKS
+from genloom.recipes.runs import family_module
 from genloom.training import distributed
 
 
@@ -26,9 +27,9 @@ def _generation_options(args: argparse.Namespace) -> dict:
     return dict(method=method, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                 repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram,
-                num_beams=GenerationConfig.num_beams if args.beam is None else args.beam, length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
-                num_return_sequences=args.n_best,
-                stop_strings=args.stop, seed=args.seed)
+                num_beams=GenerationConfig.num_beams if args.beam is None else args.beam,
+                length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
+                num_return_sequences=args.n_best, stop_strings=args.stop, seed=args.seed)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -121,10 +122,8 @@ def cmd_transduce(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     run = load_run_config(args.config, args.overrides)
-    check = CHECKS.get(run.family)
-    if check is None:
-        raise UserError(f"unknown model family '{run.family}'; known families: {', '.join(CHECKS)}.")
-    check(run, resume=args.resume, read_data=True)  # the checks train makes, and its data read the same way
+    family_module(run.family)  # an unknown family is refused with the known ones named
+    CHECKS[run.family](run, resume=args.resume, read_data=True)  # the checks train makes, and its data read the same way
     print(f"{args.config}: OK ({run.family}, {run.tokenizer.kind} tokenizer, {run.train.optimizer} "
           f"lr {run.train.lr}, out_dir {run.out_dir})")
     return 0

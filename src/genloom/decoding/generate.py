@@ -82,11 +82,15 @@ def build_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor,
     stream-trained LM), so a repetition penalty never punishes ending a text; ``prompt_lengths`` count the
     prompt without that token too.
     """
-    chain: list = [RepetitionPenalty(cfg.repetition_penalty)] if cfg.repetition_penalty != 1.0 else []
-    chain += ban_processors(cfg, eos_id, prompt_lengths)
+    chain = penalty_processors(cfg) + ban_processors(cfg, eos_id, prompt_lengths)
     if for_sampling:
         chain += [TopK(cfg.top_k), Temperature(cfg.temperature), TopP(cfg.top_p)]
     return chain
+
+
+def penalty_processors(cfg: GenerationConfig) -> list:
+    """The processors that reweigh scores: the repetition penalty, when it is on."""
+    return [RepetitionPenalty(cfg.repetition_penalty)] if cfg.repetition_penalty != 1.0 else []
 
 
 def ban_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor) -> list:
@@ -284,7 +288,7 @@ def beam_search(
     device, lengths, padded, common, state = _prepare(model, prompts, context, max_context)
     batch, beams = len(prompts), cfg.num_beams
     skip = int(start_token)  # the start token is not text: processors never see it
-    penalty = [RepetitionPenalty(cfg.repetition_penalty)] if cfg.repetition_penalty != 1.0 else []
+    penalty = penalty_processors(cfg)
     bans = ban_processors(cfg, eos_id, lengths.repeat_interleave(beams) - skip)
     logits, state = model.step(padded[:, :common], state)  # (B, V)
     state = _expand(model, state, batch, beams, device)
@@ -307,7 +311,7 @@ def beam_search(
         last_step = new_count >= cfg.max_new_tokens  # (B,)
         ends = _ends(cand, forced, beam, eos_id, cfg.stop_strings, detokenize)  # (B, 2K)
         ending, kept = _select(cand.scores, ends | last_step[:, None], done, beams)  # (B, 2K) each
-        _finalise(finished, ending, cand, new_count, beam, cfg, drop_token=cand.tokens == eos_id)
+        _finalise(finished, ending, cand, new_count, beam, cfg, eos_id)
         scores, keep_beams, keep_tokens = _kept(cand, kept, beams, eos_id)  # (B, K) each
         done |= last_step | (kept.sum(1) == 0)
         done |= _cannot_improve(finished, scores[:, 0], new_count, ~forced & ~done, beams, cfg.length_penalty)
@@ -421,7 +425,7 @@ def _kept(cand: Candidates, kept: Tensor, beams: int, eos_id: int) -> tuple[Tens
 
 
 def _finalise(finished: list[list[Hypothesis]], mask: Tensor, cand: Candidates, new_count: Tensor,
-              beam: BeamState, cfg: GenerationConfig, drop_token: Tensor | None) -> None:
+              beam: BeamState, cfg: GenerationConfig, eos_id: int) -> None:
     """Turn the candidates of ``mask`` (B, 2K) into finished hypotheses of their rows.
 
     Args:
@@ -431,7 +435,7 @@ def _finalise(finished: list[list[Hypothesis]], mask: Tensor, cand: Candidates, 
         new_count: (B,) new tokens per row including this step's, the hypothesis length.
         beam: the beams' tokens and attention.
         cfg: for ``length_penalty`` and ``coverage_penalty``.
-        drop_token: (B, 2K) True where the candidate's token is not part of the text (EOS), or None.
+        eos_id: a candidate whose token is EOS finishes without it (EOS is not text).
     """
     if not bool(mask.any()):
         return
@@ -439,7 +443,7 @@ def _finalise(finished: list[list[Hypothesis]], mask: Tensor, cand: Candidates, 
     for b, j in mask.nonzero().tolist():
         row, length = b * beams + int(cand.beams[b, j]), int(new_count[b])
         tokens = beam.new_tokens(row, b) + [int(cand.tokens[b, j])]  # length tokens, this step's last
-        text = tokens[:-1] if drop_token is not None and bool(drop_token[b, j]) else tokens
+        text = tokens[:-1] if tokens[-1] == eos_id else tokens
         score = _normalised(float(cand.scores[b, j]), length, cfg.length_penalty) + _coverage(
             beam.attention(row, length, length), cfg.coverage_penalty)
         _add_finished(finished[b], Hypothesis(text, score, beam.attention(row, len(text), length)), beams)

@@ -128,7 +128,7 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
     distributed.barrier()
     tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
     saved_model = read_json(run_dir / "config.json")["model"]
-    model_config = from_dict(FAMILIES[run.family].CONFIG, saved_model, "model")
+    model_config = from_dict(family.CONFIG, saved_model, "model")
     weights = {k: v.detach().cpu() for k, v in source.model.state_dict().items()} if source is not None else None
     return RunStart(run_dir, tokenizer, model_config, weights, lock)
 
