@@ -11,7 +11,7 @@ import torch
 
 from genloom.config import DataConfig, RunConfig, apply_overrides, from_dict, load_run_config, parse_run_config
 from genloom.data.batching import pad
-from genloom.data.readers import read_corpus
+from genloom.data.readers import read_corpus, transform_text
 from genloom.decoding.generate import GenerationConfig, beam_search, generate
 from genloom.errors import UserError
 from genloom.metrics import bleu, chrf
@@ -48,6 +48,7 @@ class LoadedModel:
         self.path, self.config, self.model = checkpoint.path, checkpoint.config, checkpoint.model
         self.tokenizer, self.device, self.family = checkpoint.tokenizer, checkpoint.device, checkpoint.family
         self.recipe = self.config.get("recipe", {})
+        self.lowercase = bool(self.recipe.get("data", {}).get("lowercase", False))
         self.conditional = self.family in CONDITIONAL_FAMILIES
         # A Hugging Face LM reads prompts as its own tokenizer makes them (GPT-2's adds no start token); only an
         # empty prompt starts from its bos_token_id, as transformers' generate does.
@@ -57,8 +58,13 @@ class LoadedModel:
         self.start_id = (self.tokenizer.eos_id if stream and not self.conditional and not self.huggingface_prompts
                          else self.tokenizer.bos_id)
 
+    def prepare(self, text: str) -> str:
+        """``text`` transformed as the recipe transformed its training data (``data.lowercase``)."""
+        return transform_text(text, self.lowercase)
+
     def _inputs(self, prompts: list[str]) -> tuple[list[list[int]], dict[str, torch.Tensor] | None, list[list[str]]]:
         """Decoder prompts, the conditioning context, and each row's out-of-vocabulary source words."""
+        prompts = [self.prepare(p) for p in prompts]
         if self.huggingface_prompts:
             ids = [self.tokenizer.hf.encode(p).ids if p else [self.start_id] for p in prompts]
             self._check_prompt_lengths(prompts, ids)
@@ -111,9 +117,11 @@ class LoadedModel:
             raise UserError(f"unknown generation option '{unknown[0]}'; known options: {', '.join(sorted(known))}.")
         return GenerationConfig(**options)
 
-    def _engine_args(self, context: Any, oov: list[str]) -> dict[str, Any]:
+    def _engine_args(self, cfg: GenerationConfig, context: Any, oov: list[str]) -> dict[str, Any]:
+        unk = self.tokenizer.unk_id
         return dict(context=context, max_context=getattr(self.model, "max_context", None),
-                    detokenize=lambda ids: self._decode(ids, oov), start_token=not self.huggingface_prompts)
+                    detokenize=lambda ids: self._decode(ids, oov), start_token=not self.huggingface_prompts,
+                    suppress=[unk] if cfg.no_unk and unk is not None else None)
 
     def generate(self, prompt: str = "", **options: Any) -> Iterator[str]:
         """Stream the output for ``prompt`` as text pieces, as the tokens are chosen.
@@ -132,7 +140,7 @@ class LoadedModel:
         (prompt_ids,), context, (oov,) = self._inputs([prompt])
         new_ids: list[int] = []
         emitted_text = ""
-        for step in generate(self.model, [prompt_ids], cfg, self.tokenizer.eos_id, **self._engine_args(context, oov)):
+        for step in generate(self.model, [prompt_ids], cfg, self.tokenizer.eos_id, **self._engine_args(cfg, context, oov)):
             if not bool(step.emitted[0]):
                 continue
             new_ids.append(int(step.tokens[0]))
@@ -172,7 +180,7 @@ class LoadedModel:
         """The posterior q(z|x) of each text under a VAE: mean (N, Z) and log-variance (N, Z)."""
         model = self.latent_model()
         data = self.recipe.get("data", {})
-        texts = [t.lower() if data.get("lowercase") else t for t in texts]
+        texts = [self.prepare(t) for t in texts]
         ids = [self.tokenizer.encode(t)[: data.get("max_length", 10**9)] + [self.tokenizer.eos_id] for t in texts]
         if not ids:
             raise UserError("there is no text to encode.")
@@ -203,11 +211,11 @@ class LoadedModel:
             return Transduction(text, source_tokens[row], tokens, attention)
 
         if cfg.method == "beam":
-            nbest = beam_search(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(context, []))
+            nbest = beam_search(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(cfg, context, []))
             return [[result(row, h.tokens, h.attention) for h in hyps] for row, hyps in enumerate(nbest)]
         new_ids: list[list[int]] = [[] for _ in ids]
         attention: list[list[torch.Tensor]] = [[] for _ in ids]
-        for step in generate(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(context, [])):
+        for step in generate(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(cfg, context, [])):
             for row in step.emitted.nonzero().flatten().tolist():
                 new_ids[row].append(int(step.tokens[row]))
                 if step.attention is not None:
@@ -221,7 +229,7 @@ class LoadedModel:
         return self.model
 
     def _wrap(self, text: str) -> list[int]:
-        return [self.tokenizer.bos_id] + self.tokenizer.encode(text) + [self.tokenizer.eos_id]
+        return [self.tokenizer.bos_id] + self.tokenizer.encode(self.prepare(text)) + [self.tokenizer.eos_id]
 
     def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """For each ``[MASK]`` in ``text``, the ``top_k`` most likely fillers and their probabilities."""
@@ -263,13 +271,14 @@ class LoadedModel:
             recipe_data = self.recipe.get("data", {})
             return read_corpus(data, recipe_data.get("format", "lines"), recipe_data.get("field"),
                                recipe_data.get("lowercase", False))
-        texts = [t for t in data if t.strip()]
+        texts = [self.prepare(t) for t in data if t.strip()]
         if not texts:
             raise UserError("there is no text to evaluate.")
         return texts
 
     def evaluate_pairs(self, pairs: list[tuple[str, str]], batch_size: int = 64, **options: Any) -> dict[str, Any]:
         """Loss/perplexity of the references and BLEU/chrF of decoded outputs (beam 5 unless told)."""
+        pairs = [(self.prepare(s), self.prepare(t)) for s, t in pairs]
         result = seq2seq.pair_loss(self.model, self.tokenizer, self.recipe, pairs, self.device)
         options = {"method": "beam", "num_beams": 5, "max_new_tokens": 100, **options}
         outputs = []

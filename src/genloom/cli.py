@@ -62,6 +62,11 @@ def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stop", action="append", default=[], metavar="TEXT",
                        help="end a sequence when this text appears (repeatable); the text is cut before it.")
     group.add_argument("--seed", type=int, default=d.seed, help="random seed for sampling, for repeatable output.")
+    unk = group.add_mutually_exclusive_group()
+    unk.add_argument("--no-unk", dest="no_unk", action="store_true", default=d.no_unk,
+                     help="never output the unknown-word token <unk> (the default, where the tokenizer has one).")
+    unk.add_argument("--allow-unk", dest="no_unk", action="store_false",
+                     help="let <unk> be chosen like any other token.")
 
 
 def build_parser() -> Parser:

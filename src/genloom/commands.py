@@ -29,7 +29,7 @@ def _generation_options(args: argparse.Namespace) -> dict:
                 repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram,
                 num_beams=GenerationConfig.num_beams if args.beam is None else args.beam,
                 length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
-                num_return_sequences=args.n_best, stop_strings=args.stop, seed=args.seed)
+                num_return_sequences=args.n_best, stop_strings=args.stop, seed=args.seed, no_unk=args.no_unk)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -73,15 +73,19 @@ class DataConfig:
 class TokenizerConfig:
     """How text becomes token ids; the trained tokenizer is saved as ``tokenizer.json``.
 
-    ``kind``: ``char``, ``word`` (whitespace-separated words), ``bpe`` (byte-level
-    BPE) or ``unigram`` (SentencePiece-style unigram), all through Hugging Face
-    ``tokenizers``. ``vocab_size`` is the maximum size, special tokens included;
-    ``min_frequency`` drops rarer units (char, word and bpe).
+    ``kind``: ``char``, ``word``, ``bpe`` (byte-level BPE) or ``unigram``
+    (SentencePiece-style unigram), all through Hugging Face ``tokenizers``.
+    ``vocab_size`` is the maximum size, special tokens included; ``min_frequency``
+    drops rarer units (char, word and bpe). ``split`` (word only): ``punctuation``
+    (the default) cuts at whitespace and sets punctuation and symbols apart
+    ("smith." is "smith" "."; "don't", "e-mail" and "3.5" stay whole);
+    ``whitespace`` cuts at whitespace only, for text that is tokenized already.
     """
 
     kind: Literal["char", "word", "bpe", "unigram"] = "word"
     vocab_size: int = 10000
     min_frequency: int = 1
+    split: Literal["punctuation", "whitespace"] | None = None
 
 
 @dataclass
@@ -151,6 +155,11 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def word_split(tokenizer: TokenizerConfig) -> str:
+    """How the recipe's word tokenizer finds words: ``tokenizer.split``, by default ``punctuation``."""
+    return tokenizer.split or "punctuation"
 
 
 def require_at_least(config: Any, keys: tuple[str, ...], minimum: int = 1, section: str = "model") -> None:
@@ -317,6 +326,9 @@ def parse_run_config(values: dict[str, Any]) -> RunConfig:
     require_at_least(run.train, ("batch_size", "eval_batch_size", "bptt", "grad_accum", "log_every"), section="train")
     require_at_least(run.data, ("max_length", "max_source_length"), section="data")
     require_fraction(run.data, ("valid_fraction",), section="data")
+    if run.tokenizer.split is not None and run.tokenizer.kind != "word":
+        raise UserError(f"config key 'tokenizer.split' applies to the word tokenizer only; this recipe's "
+                        f"tokenizer.kind is {run.tokenizer.kind}.")
     if run.data.valid and run.data.valid_fraction:
         raise UserError("set either data.valid or data.valid_fraction, not both.")
     check_train_config(run.train)

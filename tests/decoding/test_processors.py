@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from genloom.decoding.processors import MinNewTokens, NoRepeatNGram, RepetitionPenalty, Temperature, TopK, TopP
+from genloom.decoding.processors import (MinNewTokens, NoRepeatNGram, RepetitionPenalty, SuppressTokens, Temperature,
+                                         TopK, TopP)
 
 INF = float("-inf")
 
@@ -36,6 +37,11 @@ def test_min_new_tokens_masks_eos_per_row():
     assert out.tolist() == [[0, 0, 0], [0, INF, 0]]  # row 0 has 3 new tokens, row 1 only 1
 
 
+def test_suppress_tokens_bans_them_in_every_row():
+    out = applied(SuppressTokens([3, 1, 3]), None, torch.zeros(2, 5))
+    assert out.tolist() == [[0, INF, 0, INF, 0]] * 2
+
+
 def test_top_k_keeps_k_best():
     out = applied(TopK(2), None, torch.tensor([[1.0, 4.0, 3.0, 2.0]]))
     assert out.tolist() == [[INF, 4.0, 3.0, INF]]
@@ -55,7 +61,8 @@ def test_top_p_keeps_the_smallest_set_with_mass_at_least_p(p, kept):
 
 
 @pytest.mark.parametrize("make", [lambda: RepetitionPenalty(0), lambda: NoRepeatNGram(0), lambda: TopK(-1),
-                                  lambda: Temperature(0), lambda: TopP(0), lambda: TopP(1.1)])
+                                  lambda: Temperature(0), lambda: TopP(0), lambda: TopP(1.1),
+                                  lambda: SuppressTokens([-1])])
 def test_arguments_are_checked_at_construction(make):
     with pytest.raises(ValueError):
         make()

@@ -41,10 +41,17 @@ def read_text(path: str | Path) -> str:
     return text.removeprefix("\ufeff")
 
 
+def transform_text(text: str, lowercase: bool = False) -> str:
+    """The text transformation a recipe asks for (``data.lowercase``), the one function that applies it: the
+    readers call it on training and evaluation data, and ``api.LoadedModel`` on every prompt, source and text it
+    is given, so a model reads text at inference exactly as it did in training."""
+    return text.lower() if lowercase else text
+
+
 def read_lines(path: str | Path, lowercase: bool = False) -> list[str]:
     """Non-empty lines of a ``.txt``/``.txt.gz`` file, stripped of surrounding whitespace."""
     lines = [line.strip() for line in read_text(path).splitlines()]
-    lines = [line.lower() if lowercase else line for line in lines if line]
+    lines = [transform_text(line, lowercase) for line in lines if line]
     if not lines:
         raise UserError(f"data file is empty: {path}")
     return lines
@@ -106,7 +113,7 @@ def read_corpus(path: str | Path, format: str = "lines", field: str | None = Non
         return read_lines(path, lowercase)
     if format == "text":  # the whole file as one text, newlines kept (character-level streams)
         text = read_text(path)
-        return [text.lower() if lowercase else text]
+        return [transform_text(text, lowercase)]
     if format == "jsonl":
         texts = [row[0] for row in read_jsonl(path, [field or "text"])]
     elif format == "tsv":
@@ -117,7 +124,7 @@ def read_corpus(path: str | Path, format: str = "lines", field: str | None = Non
         texts = [parts[column] for parts in with_columns]
     else:
         raise UserError(f"unknown data format '{format}'; expected lines, text, jsonl or tsv.")
-    texts = [t.strip().lower() if lowercase else t.strip() for t in texts if t.strip()]
+    texts = [transform_text(t.strip(), lowercase) for t in texts if t.strip()]
     if not texts:
         raise UserError(f"data file is empty: {path}")
     return texts

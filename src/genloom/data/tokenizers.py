@@ -1,8 +1,10 @@
 """Tokenizers: character, word, byte-level BPE and unigram, all as Hugging Face ``tokenizers``.
 
-Whatever the kind, the result is one ``tokenizers.Tokenizer`` saved as a single
-``tokenizer.json``; the four special tokens come first, so their ids are fixed:
-``<pad>`` 0, ``<bos>`` 1, ``<eos>`` 2, ``<unk>`` 3.
+Whatever the kind, the result is one ``tokenizers.Tokenizer`` saved as ``tokenizer.json`` (which
+``tokenizers.Tokenizer.from_file`` loads as it is), beside ``tokenizer_config.json``, which names the token
+playing each special role as ``transformers`` names them (``bos_token``, ``eos_token``, …) and genloom's
+kind. The four special tokens come first, so their ids are fixed: ``<pad>`` 0, ``<bos>`` 1, ``<eos>`` 2,
+``<unk>`` 3.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
+from genloom.checkpoint import atomic_write
 from genloom.errors import UserError
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -22,6 +26,15 @@ SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)
 MASK = "<mask>"  # added (id 4) only for families that mask inputs (BERT)
 KINDS = ("char", "word", "bpe", "unigram")
+SPLITS = ("punctuation", "whitespace")  # how the word tokenizer cuts text into words
+TOKENIZER_FILE, SETTINGS_FILE = "tokenizer.json", "tokenizer_config.json"
+
+# The word tokenizer's punctuation split (a Moses-like rule, as one pattern): a number with inner '.' or ','
+# (3.5, 1,000); a run of letters, digits and marks with inner apostrophes or hyphens (don't, e-mail); otherwise
+# one punctuation or symbol character on its own, so "smith." is "smith" "." and "#person1#:" is "#" "person1"
+# "#" ":". Applied after splitting on whitespace.
+WORD_PATTERN = (r"\p{N}+(?:[.,]\p{N}+)+|[\p{L}\p{M}\p{N}_]+(?:['’-][\p{L}\p{M}\p{N}_]+)*"
+                r"|[^\s\p{L}\p{M}\p{N}_]")
 
 
 DEFAULT_SPECIALS = {"pad": PAD, "bos": BOS, "eos": EOS, "unk": UNK}
@@ -63,6 +76,11 @@ class Tokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
 
+    def spans(self, text: str) -> list[str]:
+        """The piece of ``text`` each token of ``encode(text)`` stands for (for a word tokenizer, its words,
+        out-of-vocabulary ones included)."""
+        return [text[start:end] for start, end in self.hf.encode(text, add_special_tokens=False).offsets]
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; special tokens other than ``<unk>`` are dropped."""
         keep = [i for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id)]
@@ -71,21 +89,32 @@ class Tokenizer:
     def id_to_token(self, index: int) -> str:
         return self.hf.id_to_token(index)
 
-    def save(self, path: str | Path) -> str:
-        """The tokenizer's JSON, with genloom's ``kind`` and special roles recorded; the caller writes it
-        atomically. Hugging Face ``tokenizers`` ignores the extra keys when it loads the file."""
-        data = json.loads(self.hf.to_str())
-        data["genloom_kind"] = self.kind
-        data["genloom_specials"] = self.specials
-        return json.dumps(data, ensure_ascii=False)
+    def settings(self) -> dict[str, Any]:
+        """What ``tokenizer_config.json`` holds: each special role's token under ``transformers``' names, and
+        genloom's kind."""
+        roles = {f"{role}_token": token for role, token in self.specials.items() if token is not None}
+        return {"tokenizer_class": "PreTrainedTokenizerFast", **roles, "genloom_kind": self.kind}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``tokenizer.json`` and ``tokenizer_config.json`` into ``folder``, each atomically; returns the
+        first one's path."""
+        folder = Path(folder)
+        atomic_write(folder / SETTINGS_FILE, json.dumps(self.settings(), ensure_ascii=False, indent=1) + "\n")
+        atomic_write(folder / TOKENIZER_FILE, self.hf.to_str())
+        return folder / TOKENIZER_FILE
 
     @classmethod
-    def from_json(cls, text: str, source: str = "tokenizer.json",
+    def from_json(cls, text: str, source: str = TOKENIZER_FILE, settings: dict[str, Any] | None = None,
                   specials: dict[str, str | None] | None = None) -> "Tokenizer":
+        """A tokenizer from ``tokenizer.json``'s text and ``tokenizer_config.json``'s ``settings`` (genloom before
+        0.3 kept its kind and roles inside ``tokenizer.json`` as ``genloom_*`` keys; those still load)."""
         try:
             data = json.loads(text)
-            kind = data.pop("genloom_kind", "bpe")
-            specials = data.pop("genloom_specials", None) or specials
+            settings = dict(settings or {})
+            kind = data.pop("genloom_kind", settings.get("genloom_kind", "bpe"))
+            roles = {role: settings[f"{role}_token"] for role in ("pad", "bos", "eos", "unk", "mask")
+                     if isinstance(settings.get(f"{role}_token"), str)}
+            specials = data.pop("genloom_specials", None) or (roles if "pad" in roles else None) or specials
             return cls(HFTokenizer.from_str(json.dumps(data)), kind, specials)
         except (ValueError, Exception) as error:
             if isinstance(error, UserError):
@@ -94,14 +123,26 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
+        """Load a run folder's tokenizer, or a ``tokenizer.json`` file (its ``tokenizer_config.json`` read
+        from beside it when there is one)."""
         path = Path(path)
+        if path.is_dir():
+            path = path / TOKENIZER_FILE
         if not path.is_file():
             raise UserError(f"tokenizer file not found: {path}")
-        return cls.from_json(path.read_text(encoding="utf-8"), str(path))
+        settings = None
+        if (path.parent / SETTINGS_FILE).is_file():
+            try:
+                settings = json.loads((path.parent / SETTINGS_FILE).read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as error:
+                raise UserError(f"{path.parent / SETTINGS_FILE} is not valid JSON ({error}).") from None
+            if not isinstance(settings, dict):
+                raise UserError(f"{path.parent / SETTINGS_FILE} must hold a JSON object.")
+        return cls.from_json(path.read_text(encoding="utf-8"), str(path), settings)
 
     @classmethod
     def train(cls, kind: str, texts: list[str], vocab_size: int = 10000, min_frequency: int = 1,
-              mask_token: bool = False) -> "Tokenizer":
+              mask_token: bool = False, split: str = "punctuation") -> "Tokenizer":
         """Train a tokenizer of ``kind`` on ``texts`` (with a ``<mask>`` token when ``mask_token``).
 
         Args:
@@ -109,15 +150,22 @@ class Tokenizer:
             texts: the training texts.
             vocab_size: the maximum vocabulary size, special tokens included.
             min_frequency: units seen fewer times are left out (char, word, bpe).
+            split: how a word tokenizer finds words: ``punctuation`` (whitespace, then punctuation and
+                symbols apart, ``WORD_PATTERN``) or ``whitespace`` (for text that is tokenized already).
         """
         if kind not in KINDS:
             raise UserError(f"unknown tokenizer kind '{kind}'; expected one of {', '.join(KINDS)}.")
+        if split not in SPLITS:
+            raise UserError(f"unknown word split '{split}'; expected one of {', '.join(SPLITS)}.")
         if vocab_size <= len(SPECIAL_TOKENS):
             raise UserError(f"tokenizer vocab_size must exceed {len(SPECIAL_TOKENS)}, got {vocab_size}.")
         if not texts:
             raise UserError("cannot train a tokenizer on no text.")
-        build = {"char": _train_char, "word": _train_word, "bpe": _train_bpe, "unigram": _train_unigram}[kind]
-        hf = build(texts, vocab_size, min_frequency)
+        if kind == "word" and split == "punctuation":
+            hf = _train_punctuated_words(texts, vocab_size, min_frequency)
+        else:
+            build = {"char": _train_char, "word": _train_word, "bpe": _train_bpe, "unigram": _train_unigram}[kind]
+            hf = build(texts, vocab_size, min_frequency)
         if not mask_token:
             return cls(hf, kind)
         hf.add_special_tokens([MASK])
@@ -143,6 +191,17 @@ def _train_char(texts: list[str], vocab_size: int, min_frequency: int) -> HFToke
 def _train_word(texts: list[str], vocab_size: int, min_frequency: int) -> HFTokenizer:
     hf = _word_level(Counter(w for text in texts for w in text.split()), vocab_size, min_frequency)
     hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return hf
+
+
+def _train_punctuated_words(texts: list[str], vocab_size: int, min_frequency: int) -> HFTokenizer:
+    hf = HFTokenizer(models.WordLevel(unk_token=UNK))
+    hf.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                pre_tokenizers.Split(Regex(WORD_PATTERN), "isolated")])
+    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=SPECIAL_TOKENS, show_progress=False)
+    hf.train_from_iterator(texts, trainer=trainer)
+    hf.add_special_tokens(SPECIAL_TOKENS)  # a literal "<unk>" in the text stays one token
     return hf
 
 

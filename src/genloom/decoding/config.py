@@ -11,7 +11,11 @@ from genloom.errors import UserError
 
 @dataclass
 class GenerationConfig:
-    """How to decode. Invalid values raise ``UserError`` when the config is made."""
+    """How to decode. Invalid values raise ``UserError`` when the config is made.
+
+    ``no_unk`` forbids the unknown-word token ``<unk>`` in the output (where the tokenizer has one): a reader
+    wants the likeliest real word there, not a placeholder.
+    """
 
     method: Literal["greedy", "sample", "beam"] = "greedy"
     max_new_tokens: int = 50
@@ -27,6 +31,7 @@ class GenerationConfig:
     num_return_sequences: int = 1
     stop_strings: list[str] = field(default_factory=list)
     seed: int | None = None
+    no_unk: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "sample", "beam"):

@@ -25,6 +25,7 @@ from genloom.decoding.processors import (
     MinNewTokens,
     NoRepeatNGram,
     RepetitionPenalty,
+    SuppressTokens,
     Temperature,
     TopK,
     TopP,
@@ -74,7 +75,8 @@ def _attention(model: StepModel, state: Any) -> Tensor | None:
     return report(state) if report is not None else None
 
 
-def build_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, for_sampling: bool) -> list:
+def build_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, for_sampling: bool,
+                     suppress: list[int] | None = None) -> list:
     """The processor chain in its fixed order (see ``processors.process``): the repetition penalty, the bans
     (``ban_processors``), then, for sampling, top-k, temperature and top-p.
 
@@ -82,7 +84,7 @@ def build_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor,
     stream-trained LM), so a repetition penalty never punishes ending a text; ``prompt_lengths`` count the
     prompt without that token too.
     """
-    chain = penalty_processors(cfg) + ban_processors(cfg, eos_id, prompt_lengths)
+    chain = penalty_processors(cfg) + ban_processors(cfg, eos_id, prompt_lengths, suppress)
     if for_sampling:
         chain += [TopK(cfg.top_k), Temperature(cfg.temperature), TopP(cfg.top_p)]
     return chain
@@ -93,9 +95,10 @@ def penalty_processors(cfg: GenerationConfig) -> list:
     return [RepetitionPenalty(cfg.repetition_penalty)] if cfg.repetition_penalty != 1.0 else []
 
 
-def ban_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor) -> list:
-    """The processors that forbid tokens outright (−inf): no-repeat n-gram, then minimum length."""
-    chain: list = []
+def ban_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, suppress: list[int] | None = None) -> list:
+    """The processors that forbid tokens outright (−inf): the ``suppress`` ids, no-repeat n-gram, then minimum
+    length."""
+    chain: list = [SuppressTokens(suppress)] if suppress else []
     if cfg.no_repeat_ngram_size > 0:
         chain.append(NoRepeatNGram(cfg.no_repeat_ngram_size))
     if cfg.min_new_tokens > 0:
@@ -158,6 +161,7 @@ def generate(
     max_context: int | None = None,
     detokenize: Callable[[list[int]], str] | None = None,
     start_token: bool = True,
+    suppress: list[int] | None = None,
 ) -> Iterator[StepOutput]:
     """Decode a batch of prompts, yielding one ``StepOutput`` per step as tokens are chosen.
 
@@ -175,6 +179,7 @@ def generate(
         detokenize: ids → text, needed for ``cfg.stop_strings``.
         start_token: each prompt begins with the model's start token, which the processors do not see
             (False for prompts made as a Hugging Face tokenizer makes them, which the processors see whole).
+        suppress: token ids never chosen (the API passes ``<unk>`` when ``cfg.no_unk``).
 
     Yields:
         StepOutput with (B,) tokens and (B,) emitted flags.
@@ -187,7 +192,7 @@ def generate(
     """
     if cfg.method == "beam":
         best = [hyps[0] for hyps in beam_search(model, prompts, cfg, eos_id, context, max_context, detokenize,
-                                                start_token)]
+                                                start_token, suppress)]
         device = _device(model)
         for position in range(max((len(b.tokens) for b in best), default=0)):
             tokens = torch.tensor([b.tokens[position] if position < len(b.tokens) else eos_id for b in best], device=device)
@@ -202,7 +207,7 @@ def generate(
     sampling = cfg.method == "sample"
     choose = sample_choice if sampling else greedy_choice
     skip = int(start_token)  # the start token is not text: processors never see it
-    processors = build_processors(cfg, eos_id, lengths - skip, for_sampling=sampling)
+    processors = build_processors(cfg, eos_id, lengths - skip, for_sampling=sampling, suppress=suppress)
     generator = _seeded_generator(cfg.seed, device)
     history = padded[:, :common]  # (B, T)
     logits, state = model.step(history, state)  # (B, V)
@@ -267,6 +272,7 @@ def beam_search(
     max_context: int | None = None,
     detokenize: Callable[[list[int]], str] | None = None,
     start_token: bool = True,
+    suppress: list[int] | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns the ``cfg.num_return_sequences`` best hypotheses of each prompt.
 
@@ -276,7 +282,7 @@ def beam_search(
     that do not finish stay open. Each row keeps its K best finished hypotheses and stops when the best open beam,
     scored at its current length, is no better than the worst of them (``_cannot_improve``). Scores are summed
     log-probabilities of the new tokens (EOS included) divided by length ** ``length_penalty``, plus GNMT's
-    coverage penalty for attending models when ``coverage_penalty`` > 0. Bans (no-repeat n-gram, minimum length)
+    coverage penalty for attending models when ``coverage_penalty`` > 0. Bans (``suppress``, no-repeat n-gram, minimum length)
     put −inf on the normalised log-probabilities; the repetition penalty, a deliberate difference, acts on the
     logits before they are normalised, as it does in greedy search and sampling (``transformers`` applies it to
     the log-probabilities in beam search).
@@ -289,7 +295,7 @@ def beam_search(
     batch, beams = len(prompts), cfg.num_beams
     skip = int(start_token)  # the start token is not text: processors never see it
     penalty = penalty_processors(cfg)
-    bans = ban_processors(cfg, eos_id, lengths.repeat_interleave(beams) - skip)
+    bans = ban_processors(cfg, eos_id, lengths.repeat_interleave(beams) - skip, suppress)
     logits, state = model.step(padded[:, :common], state)  # (B, V)
     state = _expand(model, state, batch, beams, device)
     logits = logits.repeat_interleave(beams, dim=0)  # (B*K, V)

@@ -61,6 +61,24 @@ class NoRepeatNGram:
         return logits.masked_fill(banned, NEG_INF)
 
 
+class SuppressTokens:
+    """Forbid the tokens ``ids`` at every step (``<unk>``, which no reader wants to see in generated text).
+
+    Args:
+        ids: the token ids never to choose.
+    """
+
+    def __init__(self, ids: list[int]):
+        if any(i < 0 for i in ids):
+            raise ValueError(f"token ids must be ≥ 0, got {ids}")
+        self.ids = sorted(set(ids))
+
+    def __call__(self, tokens: Tensor | None, logits: Tensor) -> Tensor:
+        banned = torch.zeros(logits.size(-1), dtype=torch.bool, device=logits.device)  # (V,)
+        banned[[i for i in self.ids if i < logits.size(-1)]] = True
+        return logits.masked_fill(banned, NEG_INF)
+
+
 class MinNewTokens:
     """Forbid EOS until each row has generated ``min_new`` tokens past its prompt.
 

@@ -56,7 +56,7 @@ def load_checkpoint(path: str | Path, device: str | None = None, family: str | N
         module = FAMILIES.get(config["family"])
         if module is None:
             raise UserError(f"{path} holds an unknown model family '{config['family']}'; known: {', '.join(FAMILIES)}.")
-        tokenizer = Tokenizer.load(path / "tokenizer.json")
+        tokenizer = Tokenizer.load(path)
         model = module.build(from_dict(module.CONFIG, config["model"], "model"))
         weights = load_tensors(path / "model.safetensors")
         try:

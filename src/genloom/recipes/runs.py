@@ -13,7 +13,7 @@ import torch
 from genloom import __version__
 from genloom.checkpoint import (LOCK_FILE, RUN_FILES, atomic_write, clear_run, has_progress, is_genloom_run, lock_run,
                                 read_json, write_json)
-from genloom.config import RunConfig, from_dict, to_dict
+from genloom.config import DataConfig, RunConfig, TokenizerConfig, from_dict, to_dict, word_split
 from genloom.data.batching import Batch
 from genloom.data.tokenizers import UNK_ID, Tokenizer
 from genloom.device import check_fits, check_precision, resolve_device
@@ -83,8 +83,12 @@ def check_recipe(run: RunConfig, resume: bool = False, device: str | None = None
 
 def _check_resume_matches(run: RunConfig, saved: dict[str, Any], run_dir: Path) -> None:
     recipe = saved.get("recipe", {})
+    sections = {"data": DataConfig, "tokenizer": TokenizerConfig}  # compared with the defaults of keys added since
     for section in ("family", "model", "data", "tokenizer"):
-        if recipe.get(section) != to_dict(run)[section]:
+        before = recipe.get(section)
+        if section in sections and isinstance(before, dict):
+            before = to_dict(from_dict(sections[section], before, section))
+        if before != to_dict(run)[section]:
             raise UserError(
                 f"cannot resume {run_dir}: its '{section}' settings differ from this config's; "
                 "resume with the config it was started with, or train into a new out_dir."
@@ -121,12 +125,12 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
         else:
             texts = tokenizer_texts()
             tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency,
-                                        mask_token=family.MASK_TOKEN)
+                                        mask_token=family.MASK_TOKEN, split=word_split(run.tokenizer))
             model_config = model_config_for(run, tokenizer.vocab_size, tokenizer.mask_id)
-        atomic_write(run_dir / "tokenizer.json", tokenizer.save(run_dir / "tokenizer.json"))
+        tokenizer.save(run_dir)
         write_json(run_dir / "config.json", checkpoint_config(run, model_config, tokenizer))
     distributed.barrier()
-    tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
+    tokenizer = Tokenizer.load(run_dir)
     saved_model = read_json(run_dir / "config.json")["model"]
     model_config = from_dict(family.CONFIG, saved_model, "model")
     weights = {k: v.detach().cpu() for k, v in source.model.state_dict().items()} if source is not None else None

@@ -14,7 +14,7 @@ import torch
 
 from genloom.config import DataConfig, RunConfig, from_dict
 from genloom.data.batching import Batch, bucket_indices, pad
-from genloom.data.readers import read_jsonl, read_parallel
+from genloom.data.readers import read_jsonl, read_parallel, transform_text
 from genloom.data.tokenizers import Tokenizer
 from genloom.device import resolve_device
 from genloom.errors import UserError
@@ -45,8 +45,7 @@ def read_pairs(data: DataConfig, split: str) -> list[tuple[str, str]] | None:
         pairs = read_parallel(source)
     else:
         pairs = read_parallel(source, target)
-    if data.lowercase:
-        pairs = [(s.lower(), t.lower()) for s, t in pairs]
+    pairs = [(transform_text(s, data.lowercase), transform_text(t, data.lowercase)) for s, t in pairs]
     if not pairs:
         raise UserError(f"no source–target pairs in {source}.")
     return pairs
@@ -60,7 +59,7 @@ def encode_example(source: str, target: str, tokenizer: Tokenizer, data: DataCon
     if tokenizer.kind == "word":
         src_ext, oov = extend_source(source, src, tokenizer)
         positions = {word: tokenizer.vocab_size + i for i, word in enumerate(oov)}
-        words = target.split()[: len(tgt)]
+        words = tokenizer.spans(target)[: len(tgt)]
         if len(words) == len(tgt):
             tgt_ext = [positions.get(w, i) if i == tokenizer.unk_id else i for w, i in zip(words, tgt)]
     return Example(src, tgt, src_ext, tgt_ext, oov)
@@ -68,8 +67,10 @@ def encode_example(source: str, target: str, tokenizer: Tokenizer, data: DataCon
 
 def extend_source(source: str, ids: list[int], tokenizer: Tokenizer) -> tuple[list[int], list[str]]:
     """Source ids with each distinct OOV word numbered V, V+1, …, and the list of those words."""
-    words = source.split()[: len(ids)]
-    if tokenizer.kind != "word" or len(words) != len(ids):
+    if tokenizer.kind != "word":
+        return list(ids), []
+    words = tokenizer.spans(source)[: len(ids)]
+    if len(words) != len(ids):
         return list(ids), []
     oov: dict[str, int] = {}
     extended = [tokenizer.vocab_size + oov.setdefault(w, len(oov)) if i == tokenizer.unk_id else i
