@@ -148,7 +148,7 @@ def test_every_command_documents_every_option():
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(commands.choices) == {"train", "generate", "translate", "summarize", "evaluate", "vae", "fill-mask",
-                                    "export", "validate", "demo"}
+                                    "export", "validate", "config", "demo"}
     for name, sub in commands.choices.items():
         for action in sub._actions:
             assert action.help, f"'genloom {name}' option {action.option_strings or action.dest} has no help"
@@ -165,3 +165,23 @@ def test_overrides_may_follow_the_options(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", str(recipe), "--resume", "--frobnicate"])
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+
+
+def test_config_lists_every_key_of_every_family(capsys):
+    """Every key is discoverable without reading source: 'genloom config FAMILY' lists the shared sections and
+    the family's model keys, each with type, default and meaning."""
+    import dataclasses
+
+    from genloom.config import DataConfig, TokenizerConfig, TrainConfig
+    from genloom.models import FAMILIES
+
+    for name, family in FAMILIES.items():
+        assert main(["config", name]) == 0
+        listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ") and
+                  not line.startswith("      ")}
+        expected = {f"{section}.{f.name}" for section, cls in (("data", DataConfig), ("tokenizer", TokenizerConfig),
+                                                              ("train", TrainConfig), ("model", family.CONFIG))
+                    for f in dataclasses.fields(cls)} | {"family", "out_dir", "init_from"}
+        assert listed == expected, name
+    assert main(["config"]) == 0
+    assert "genloom config FAMILY" in capsys.readouterr().out

@@ -1,8 +1,10 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from genloom.config import TrainConfig, apply_overrides, from_dict, load_run_config, parse_run_config
+from genloom.config import (DataConfig, RunConfig, TokenizerConfig, TrainConfig, _attribute_docs, apply_overrides, describe,
+                            from_dict, load_run_config, parse_run_config)
 from genloom.errors import UserError
 from genloom.models import FAMILIES
 
@@ -11,6 +13,8 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 def test_unknown_key_names_the_nearest_known_one():
     with pytest.raises(UserError, match=r"unknown config key 'train.lrr'; did you mean 'lr'\?"):
+        from_dict(TrainConfig, {"lrr": 0.1}, "train")
+    with pytest.raises(UserError, match=r"'genloom config FAMILY' lists every key"):
         from_dict(TrainConfig, {"lrr": 0.1}, "train")
 
 
@@ -83,3 +87,21 @@ def test_config_module_does_not_import_torch():
     code = "import sys, genloom.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("cls", [RunConfig, DataConfig, TokenizerConfig, TrainConfig]
+                         + [family.CONFIG for family in FAMILIES.values()], ids=lambda cls: cls.__name__)
+def test_every_config_key_has_a_one_line_meaning(cls):
+    """``genloom config`` reads each key's meaning from its class's Attributes section: a key added without one,
+    or one documented that no longer exists, fails here, so the listing cannot drift from the code."""
+    rows = describe(cls)
+    assert [key for key, _, _, meaning in rows if not meaning] == []
+    assert set(_attribute_docs(cls)) == {f.name for f in dataclasses.fields(cls)}
+
+
+def test_describe_shows_types_and_defaults():
+    rows = {key: (kind, default) for key, kind, default, _ in describe(TrainConfig, "train.")}
+    assert rows["train.schedule"] == ("constant | linear | cosine | step | plateau", "cosine")
+    assert rows["train.max_steps"] == ("int | null", "null")
+    assert rows["train.betas"] == ("list of float", "[0.9, 0.999]")
+    assert rows["train.compile"] == ("bool", "false")

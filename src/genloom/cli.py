@@ -171,6 +171,14 @@ def build_parser() -> Parser:
     val.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, as for train")
     val.add_argument("--resume", action="store_true", help="check the recipe as 'train --resume' would")
 
+    config = commands.add_parser("config", help="list every recipe key with its type, default and meaning",
+                                 description="List every key a recipe may set (the shared data, tokenizer and train "
+                                             "sections, and the family's model section) with its type, default and "
+                                             "meaning, read from the config classes themselves.")
+    config.add_argument("family", nargs="?", default=None,
+                        help="the model family whose model.* keys to list (rnnlm, gpt, bert, seq2seq, "
+                             "transformer_seq2seq, vae, gan); without it, the shared sections only")
+
     demo = commands.add_parser("demo", help="train a small model on built-in data and show what it does",
                                description="Build a small corpus, train on it (about two minutes on a laptop CPU), "
                                            "and print samples and metrics; output goes to runs/demo.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 from genloom.api import export_huggingface, load, train
@@ -13,11 +14,12 @@ from genloom.apps import latent
 from genloom.apps.attention_plot import plot_attention
 from genloom.apps.demo import run_demo
 from genloom.checkpoint import atomic_write, check_writable_file, check_writable_folder
-from genloom.config import load_run_config
+from genloom.config import DataConfig, RunConfig, TokenizerConfig, TrainConfig, describe, load_run_config, word_split
 from genloom.data.readers import read_lines
 from genloom.decoding.config import GenerationConfig
 from genloom.errors import UserError
 from genloom.recipes import CHECKS
+from genloom.models import FAMILIES
 from genloom.recipes.runs import family_module
 from genloom.training import distributed
 
@@ -124,7 +126,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     run = load_run_config(args.config, args.overrides)
     family_module(run.family)  # an unknown family is refused with the known ones named
     CHECKS[run.family](run, resume=args.resume, read_data=True)  # the checks train makes, and its data read the same way
-    print(f"{args.config}: OK ({run.family}, {run.tokenizer.kind} tokenizer, {run.train.optimizer} "
+    split = f" ({word_split(run.tokenizer)} split)" if run.tokenizer.kind == "word" else ""
+    print(f"{args.config}: OK ({run.family}, {run.tokenizer.kind} tokenizer{split}, {run.train.optimizer} "
           f"lr {run.train.lr}, out_dir {run.out_dir})")
     return 0
 
@@ -169,13 +172,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    sections = [("recipe", [row for row in describe(RunConfig) if row[2] != "(section)"]),
+                ("data", describe(DataConfig, "data.")), ("tokenizer", describe(TokenizerConfig, "tokenizer.")),
+                ("train", describe(TrainConfig, "train."))]
+    if args.family is not None:
+        sections.append((f"model ({args.family})", describe(family_module(args.family).CONFIG, "model.")))
+    for title, rows in sections:
+        print(f"{title}:")
+        for key, kind, default, meaning in rows:
+            print(f"  {key:<30} {default:<14} {kind}")
+            print(textwrap.fill(meaning, width=100, initial_indent=" " * 6, subsequent_indent=" " * 6))
+        print()
+    if args.family is None:
+        print(f"model.* keys depend on the family: genloom config FAMILY ({', '.join(FAMILIES)}).")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     run_demo(Path(args.out_dir), device=args.device)
     return 0
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
-            "evaluate": cmd_evaluate, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
+            "evaluate": cmd_evaluate, "config": cmd_config, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
             "demo": cmd_demo}
 
 

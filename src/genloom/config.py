@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,6 +49,25 @@ class DataConfig:
     (``train`` the sources, ``train_target`` the targets; likewise valid, test),
     a two-column TSV, or JSONL with ``source_field`` and ``target_field``.
     Sources are cut to ``max_source_length`` tokens, targets to ``max_length``.
+
+    Attributes:
+        train: the training data file (for seq2seq from two files: the sources).
+        valid: the validation data file (optional).
+        test: the test data file, scored after training (optional).
+        format: how a file holds texts: lines, text (one whole text), jsonl or tsv.
+        field: the JSONL field (default "text") or TSV column index (default 0) that holds the text.
+        batching: stream (one token stream cut into bptt windows) or sentences (whole texts, length-bucketed).
+        max_length: the longest text (seq2seq: target) in tokens; longer ones are cut.
+        lowercase: lowercase every text, in training and at inference alike.
+        valid_fraction: hold out this last fraction of the training data for validation (0: off).
+        random_offset: stream batching: start each epoch's stream at a random offset below bptt.
+        shuffle_windows: stream batching: batch the windows in random order, no state carried over.
+        train_target: seq2seq: the training targets, line-aligned with train.
+        valid_target: seq2seq: the validation targets, line-aligned with valid.
+        test_target: seq2seq: the test targets, line-aligned with test.
+        source_field: seq2seq JSONL: the field that holds the source.
+        target_field: seq2seq JSONL: the field that holds the target.
+        max_source_length: seq2seq: the longest source in tokens; longer ones are cut.
     """
 
     train: str = ""
@@ -80,12 +100,22 @@ class TokenizerConfig:
     (the default) cuts at whitespace and sets punctuation and symbols apart
     ("smith." is "smith" "."; "don't", "e-mail" and "3.5" stay whole);
     ``whitespace`` cuts at whitespace only, for text that is tokenized already.
+
+    Attributes:
+        kind: char, word, bpe (byte-level BPE) or unigram (SentencePiece-style).
+        vocab_size: the most tokens the vocabulary may hold, special tokens included.
+        min_frequency: leave out units seen fewer times (char, word, bpe).
+        split: word only: punctuation (default; punctuation set apart) or whitespace (pre-tokenized text).
+        path: reuse this tokenizer instead of training one: a tokenizer.json or a run folder.
+        cache: keep trained tokenizers in the cache folder, keyed by their texts and settings, and reuse them.
     """
 
     kind: Literal["char", "word", "bpe", "unigram"] = "word"
     vocab_size: int = 10000
     min_frequency: int = 1
     split: Literal["punctuation", "whitespace"] | None = None
+    path: str | None = None
+    cache: bool = True
 
 
 @dataclass
@@ -108,6 +138,36 @@ class TrainConfig:
     bf16 autocast on CUDA and fp32 elsewhere. ``compile`` runs the training
     step through ``torch.compile`` (worth it for Transformers on a GPU; the first
     steps are slow while it compiles).
+
+    Attributes:
+        optimizer: adamw, adam or sgd.
+        lr: the peak learning rate.
+        weight_decay: decoupled weight decay on matrices and embeddings (never biases or norms).
+        betas: Adam's (beta1, beta2).
+        momentum: SGD's momentum.
+        schedule: the learning-rate curve after warm-up: constant, linear, cosine, step or plateau.
+        warmup_steps: optimizer steps of linear warm-up from 0 to lr.
+        min_lr_ratio: linear and cosine decay end at this fraction of lr.
+        lr_decay: step and plateau schedules: multiply the LR by this at each cut.
+        lr_decay_start: step schedule: the first epoch whose start cuts the LR.
+        plateau_patience: plateau schedule: evaluations without improvement before a cut.
+        max_plateaus: plateau schedule: end the run at this many cuts (unset: never).
+        epochs: passes over the training data (with max_steps: whichever ends first).
+        max_steps: optimizer steps (with epochs: whichever ends first).
+        max_time: a wall-clock budget for this invocation, e.g. 90s, 30m, 2h or 1h30m; the run then stops with a snapshot.
+        batch_size: texts (or windows) per micro-batch.
+        eval_batch_size: texts (or windows) per validation batch.
+        bptt: stream batching: tokens per window (truncated back-propagation through time).
+        grad_clip: clip the gradient's global norm to this (null: no clipping).
+        grad_accum: micro-batches per optimizer step.
+        eval_every: evaluate every this many steps (unset: at each epoch end).
+        patience: stop after this many evaluations in a row without improvement (unset: never).
+        log_every: log the training loss to metrics.jsonl every this many steps.
+        progress_every: without a terminal, print a progress line at most every this many seconds (0: every logged step).
+        seed: the random seed (initialisation, shuffling, dropout).
+        device: auto, cpu, cuda or cuda:N.
+        precision: auto (bf16 autocast on CUDA, else fp32), fp32 or bf16.
+        compile: run the training step through torch.compile.
     """
 
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -124,6 +184,7 @@ class TrainConfig:
     max_plateaus: int | None = None
     epochs: int | None = None
     max_steps: int | None = None
+    max_time: str | None = None
     batch_size: int = 32
     eval_batch_size: int = 32
     bptt: int = 35
@@ -132,6 +193,7 @@ class TrainConfig:
     eval_every: int | None = None
     patience: int | None = None
     log_every: int = 50
+    progress_every: float = 30.0
     seed: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -146,6 +208,15 @@ class RunConfig:
     folder of the same family gives the starting weights, the tokenizer and the
     model shape; keys under ``model`` then override that shape's settings (for
     example dropout), and the ``tokenizer`` section is not used.
+
+    Attributes:
+        family: the model family: rnnlm, gpt, bert, seq2seq, transformer_seq2seq, vae or gan.
+        out_dir: the run folder: the checkpoint, its metrics and its snapshots.
+        init_from: fine-tune from this genloom checkpoint or local Hugging Face folder (same family).
+        model: the family's model settings (listed under model.*).
+        data: where the text comes from and how it is batched (data.*).
+        tokenizer: how text becomes token ids (tokenizer.*).
+        train: the training loop's settings (train.*).
     """
 
     family: str = ""
@@ -204,9 +275,70 @@ def from_dict(cls: type, values: Any, where: str) -> Any:
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.5)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(known))}."
-            raise UserError(f"unknown config key '{path}'{hint}")
+            raise UserError(f"unknown config key '{path}'{hint} ('genloom config FAMILY' lists every key with its "
+                            "meaning.)")
         kwargs[key] = _coerce(hints[key], value, path)
     return cls(**kwargs)
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Every key of config dataclass ``cls``: (dotted key, type, default, one-line meaning), the meaning taken
+    from the ``Attributes:`` section of its docstring (a test checks that every field has one); what
+    ``genloom config`` prints."""
+    meanings = _attribute_docs(cls)
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        shown = "(section)" if dataclasses.is_dataclass(default) or isinstance(default, dict) else _shown(default)
+        rows.append((prefix + f.name, _type_text(hints[f.name]), shown, meanings.get(f.name, "")))
+    return rows
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """``name: meaning`` lines of the ``Attributes:`` section of ``cls``'s docstring (continuation lines joined)."""
+    lines = (cls.__doc__ or "").splitlines()
+    meanings: dict[str, str] = {}
+    inside, current = False, None
+    for line in lines:
+        stripped = line.strip()
+        if stripped == "Attributes:":
+            inside = True
+            continue
+        if not inside or not stripped:
+            continue
+        match = re.match(r"(\w+): (.*)", stripped)
+        if match and len(line) - len(line.lstrip()) <= 8:
+            current = match.group(1)
+            meanings[current] = match.group(2)
+        elif current is not None:
+            meanings[current] += " " + stripped
+    return meanings
+
+
+def _type_text(expected: Any) -> str:
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin is Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        options = [_type_text(a) for a in args if a is not type(None)]
+        return " | ".join(options) + (" | null" if type(None) in args else "")
+    if origin is list:
+        return f"list of {_type_text(args[0])}" if args else "list"
+    if origin is dict or expected is dict:
+        return "mapping"
+    return getattr(expected, "__name__", str(expected))
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return value or '""'
+    return str(value)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -26,7 +26,21 @@ from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerL
 
 @dataclass
 class BertConfig:
-    """BERT's shape; ``vocab_size`` and ``mask_id`` come from the tokenizer."""
+    """BERT's shape; ``vocab_size`` and ``mask_id`` come from the tokenizer.
+
+    Attributes:
+        vocab_size: set from the tokenizer.
+        mask_id: set from the tokenizer (the <mask> token's id).
+        context_length: the longest input, in tokens.
+        dim: the model width.
+        num_layers: Transformer blocks.
+        num_heads: attention heads per block.
+        ff_dim: the feed-forward layer's inner width.
+        dropout: dropout on embeddings, attention and residual paths.
+        type_vocab_size: token-type (segment) embeddings.
+        norm_eps: LayerNorm's epsilon.
+        mask_probability: the fraction of tokens chosen for masked-LM prediction (80/10/10 mask/random/keep).
+    """
 
     vocab_size: int = 0
     mask_id: int = 4

@@ -75,6 +75,33 @@ class GANConfig:
     (it delays that climb, it does not end the oracle drift: docs/gan.md). With the sum, generator steps also log the summed loss.
     ``init_range``: the generator's weights start uniform in ±init_range, as the RNN LM's (0: PyTorch's
     defaults); SeqGAN draws every generator weight from N(0, 0.1), the s.d. of ±0.173.
+
+    Attributes:
+        vocab_size: set from the tokenizer.
+        objective: seqgan (policy gradient with rollouts) or gumbel (Gumbel-softmax relaxation).
+        cell: the generator's recurrent cell: lstm or gru.
+        embed_dim: the generator's embedding size.
+        hidden_dim: the generator's state size.
+        num_layers: the generator's recurrent layers.
+        max_length: tokens per sequence before the end token (data.max_length must match).
+        min_length: forbid the end token before this many tokens.
+        disc_embed_dim: the discriminator's embedding size.
+        filter_sizes: the discriminator's convolution widths.
+        num_filters: filters of each width.
+        disc_dropout: dropout before the discriminator's output layer.
+        disc_lr: the discriminator's learning rate.
+        disc_l2: the L2 penalty on the discriminator's output layer.
+        adversarial_lr: the generator's learning rate in the adversarial phase (unset: train.lr).
+        rollouts: Monte Carlo rollouts per token for the rewards (seqgan).
+        rollout_update_rate: how slowly the rollout copy follows the generator (0: the current generator).
+        pg_reduction: the policy-gradient loss is the mean or the sum over the batch's tokens.
+        gumbel_temperature_max: gumbel: the Gumbel-softmax temperature's final value.
+        disc_pretrain_epochs: epochs of discriminator pretraining.
+        adversarial_rounds: rounds of adversarial training.
+        generator_steps: generator updates per round.
+        disc_steps: discriminator minibatches per round.
+        mle_weights: the pretrained generator the adversarial phase starts from: best or last.
+        init_range: the generator's weights start uniform in ±init_range (0: PyTorch's defaults).
     """
 
     vocab_size: int = 0

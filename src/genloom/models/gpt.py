@@ -24,7 +24,19 @@ from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerL
 
 @dataclass
 class GPTConfig:
-    """The GPT's shape. ``vocab_size`` comes from the tokenizer; ``context_length`` is the longest input."""
+    """The GPT's shape. ``vocab_size`` comes from the tokenizer; ``context_length`` is the longest input.
+
+    Attributes:
+        vocab_size: set from the tokenizer.
+        context_length: the longest input, in tokens.
+        dim: the model width.
+        num_layers: Transformer blocks.
+        num_heads: attention heads per block.
+        dropout: dropout on embeddings, attention and residual paths.
+        bias: biases in the linear layers and LayerNorms.
+        tie_embeddings: share the token embedding with the output layer.
+        pad_vocab_multiple: round the embedding table up to a multiple of this (faster matmuls).
+    """
 
     vocab_size: int = 0
     context_length: int = 256

@@ -29,6 +29,17 @@ class RNNLMConfig:
     ``dropout`` applies to the embeddings, between layers and to the top layer's
     outputs; ``weight_drop`` is DropConnect on the hidden-to-hidden weights in
     training (Merity et al. 2018), one mask per batch shared by every time step.
+
+    Attributes:
+        vocab_size: set from the tokenizer.
+        cell: the recurrent cell: lstm or gru.
+        embed_dim: the token embedding's size.
+        hidden_dim: the recurrent state's size.
+        num_layers: stacked recurrent layers.
+        dropout: dropout on embeddings, between layers and on the top layer's outputs.
+        weight_drop: DropConnect on the hidden-to-hidden weights in training (0: off).
+        tie_embeddings: share the input embedding with the output layer.
+        init_range: initialise every weight uniformly in ±init_range (0: PyTorch's defaults).
     """
 
     vocab_size: int = 0

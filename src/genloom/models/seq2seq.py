@@ -40,6 +40,25 @@ class Seq2SeqConfig:
     training, of feeding the model's own previous prediction instead of the
     reference. ``copy`` adds the pointer-generator; ``coverage`` adds the coverage
     vector to additive attention and ``coverage_weight`` × the coverage loss.
+
+    Attributes:
+        vocab_size: set from the (joint) tokenizer.
+        cell: the recurrent cell: lstm or gru.
+        embed_dim: the token embedding's size.
+        hidden_dim: the recurrent state's size.
+        encoder_layers: stacked encoder layers.
+        decoder_layers: stacked decoder layers.
+        bidirectional: a bidirectional encoder.
+        attention: none, additive (Bahdanau), dot or general (Luong).
+        attention_dim: additive attention's hidden size.
+        input_feeding: feed the previous attentional vector into the next decoder step (Luong).
+        dropout: dropout on embeddings and between layers.
+        tie_embeddings: share the target embedding with the output layer.
+        share_embeddings: one embedding for source and target.
+        scheduled_sampling: in training, the probability of feeding the model's own previous prediction.
+        copy: the pointer-generator: copy source words, out-of-vocabulary ones included (word tokenizer).
+        coverage: the coverage vector in additive attention, and its loss.
+        coverage_weight: the coverage loss's weight in the training objective.
     """
 
     vocab_size: int = 0

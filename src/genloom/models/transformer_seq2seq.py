@@ -23,7 +23,20 @@ from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerL
 
 @dataclass
 class TransformerSeq2SeqConfig:
-    """The Transformer's shape; ``vocab_size`` comes from the (joint) tokenizer."""
+    """The Transformer's shape; ``vocab_size`` comes from the (joint) tokenizer.
+
+    Attributes:
+        vocab_size: set from the (joint) tokenizer.
+        dim: the model width.
+        num_heads: attention heads per layer.
+        encoder_layers: encoder layers.
+        decoder_layers: decoder layers.
+        ff_dim: the feed-forward layer's inner width.
+        dropout: dropout on embeddings, attention and residual paths.
+        max_positions: the longest source or target, in tokens.
+        label_smoothing: probability mass spread over the vocabulary in the training loss.
+        tie_embeddings: share the embeddings with the output layer.
+    """
 
     vocab_size: int = 0
     dim: int = 256

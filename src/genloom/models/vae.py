@@ -68,6 +68,31 @@ class VAEConfig:
     when the sizes differ. ``init_range`` > 0 initialises every weight uniformly in
     [-init_range, init_range], as the RNN LM does (Zaremba et al.); 0 keeps
     PyTorch's defaults (N(0, 1) embeddings, ±1/√H in the LSTMs and layers).
+
+    Attributes:
+        vocab_size: set from the tokenizer.
+        cell: the recurrent cell: lstm or gru.
+        embed_dim: the token embedding's size.
+        hidden_dim: the recurrent state's size.
+        encoder_layers: stacked encoder layers.
+        decoder_layers: stacked decoder layers.
+        bidirectional: a bidirectional encoder.
+        latent_dim: the size of z.
+        latent_to: where z enters the decoder: init, input or both.
+        dropout: dropout in the decoder.
+        encoder_dropout: dropout in the encoder (unset: dropout).
+        word_dropout: in training, the probability of replacing each decoder input word by <unk>.
+        weight_drop: DropConnect on the decoder's hidden-to-hidden weights in training (0: off).
+        kl_anneal: the KL weight's schedule: none, linear, sigmoid or cyclical.
+        kl_anneal_steps: updates over which the KL weight rises (cyclical: one cycle's length).
+        kl_anneal_start: linear: the KL weight at the first update.
+        kl_cycle_ratio: cyclical: the fraction of each cycle over which the weight rises.
+        free_bits: a KL floor in nats (0: off).
+        free_bits_per: the floor applies per latent dimension or to the total KL.
+        aggressive: He et al.'s aggressive encoder updates until the mutual information stops rising.
+        aggressive_encoder_steps: encoder-only updates before each joint update, while aggressive.
+        tie_embeddings: share the decoder's input embedding with its output layer.
+        init_range: initialise every weight uniformly in ±init_range (0: PyTorch's defaults).
     """
 
     vocab_size: int = 0
