@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+import genloom.training.loop as loop
 from genloom.apps.toy_grammar import corpus
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -52,3 +54,19 @@ def trained_run(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("trained")
     genloom.train(tiny_recipe(folder, max_steps=80, eval_every=40, lr=0.03))
     return folder / "run"
+
+
+def signal_during_step(monkeypatch, number, at_call):
+    """Send this process ``number`` (SIGTERM, SIGINT) while the optimizer takes its ``at_call``-th step, as a
+    user's kill or Ctrl-C would arrive in the middle of a step."""
+    real_step = loop.optimizer_step
+    calls = {"n": 0}
+
+    def step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            os.kill(os.getpid(), number)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", step)
+    return lambda: monkeypatch.setattr(loop, "optimizer_step", real_step)

@@ -184,7 +184,7 @@ class TrainConfig:
     max_plateaus: int | None = None
     epochs: int | None = None
     max_steps: int | None = None
-    max_time: str | None = None
+    max_time: float | str | None = None
     batch_size: int = 32
     eval_batch_size: int = 32
     bptt: int = 35
@@ -497,6 +497,31 @@ def check_train_config(train: TrainConfig) -> None:
         raise UserError(f"config key 'train.lr_decay' must lie in (0, 1], got {train.lr_decay}.")
     if len(train.betas) != 2 or not all(0.0 <= b < 1.0 for b in train.betas):
         raise UserError(f"config key 'train.betas' must be two numbers in [0, 1), got {train.betas}.")
+    if train.max_time is not None:
+        parse_duration(train.max_time, "train.max_time")
+    if not train.progress_every >= 0:
+        raise UserError(f"config key 'train.progress_every' must be at least 0 seconds, got {train.progress_every}.")
+
+
+def parse_duration(value: float | str, key: str = "train.max_time") -> float:
+    """Seconds in a duration: a number of seconds, or a text such as ``90s``, ``30m``, ``2h``, ``1h30m``, ``1.5h``.
+
+    Example:
+        >>> parse_duration("1h30m"), parse_duration(45)
+        (5400.0, 45.0)
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        parts = re.findall(r"(\d+(?:\.\d+)?)([dhms])", text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise UserError(f"config key '{key}' must be a duration such as 90s, 30m, 2h or 1h30m (or a number of "
+                            f"seconds), got {value!r}.")
+        seconds = sum(float(n) * {"d": 86400, "h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"config key '{key}' must be a positive duration, got {value!r}.")
+    return seconds
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

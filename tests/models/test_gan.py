@@ -1,6 +1,8 @@
 """Text GANs: rollout rewards, the policy gradient, the discriminator, Gumbel-softmax, and the phased recipe
 (stored losses, resuming in the middle of the adversarial phase, generate/evaluate on the checkpoint)."""
 
+import signal
+
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ from genloom.errors import UserError
 from genloom.models.gan import GANConfig, build, gumbel_softmax, inverse_temperature, pad_after_eos
 from genloom.nn.cnn import TextCNN
 from genloom.recipes.gan import finished_phases
-from tests.conftest import SHARED_DATA, logged, tiny_recipe
+from tests.conftest import SHARED_DATA, logged, signal_during_step, tiny_recipe
 
 V = 40
 
@@ -178,20 +180,11 @@ def test_a_run_interrupted_in_the_adversarial_phase_resumes_exactly(tmp_path, mo
     reference = gan_recipe(tmp_path / "a", adversarial_rounds=3)
     genloom.train(reference)
     interrupted = gan_recipe(tmp_path / "b", adversarial_rounds=3)
-    real_step = loop.optimizer_step
-    calls = {"n": 0}
-
-    def stop_in_the_adversarial_phase(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5 + 5 + 3:  # the third adversarial update
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "optimizer_step", stop_in_the_adversarial_phase)
+    restore = signal_during_step(monkeypatch, signal.SIGTERM, at_call=5 + 5 + 3)  # the third adversarial update
     with pytest.raises(loop.TrainingInterrupted):
         genloom.train(interrupted)
     assert finished_phases(tmp_path / "b" / "run") == ["mle", "discriminator"]
-    monkeypatch.setattr(loop, "optimizer_step", real_step)
+    restore()
     genloom.train(interrupted, resume=True)
     assert train_losses(tmp_path / "b" / "run") == train_losses(tmp_path / "a" / "run")
 

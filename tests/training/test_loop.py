@@ -1,6 +1,7 @@
 """The shared training loop: exact resume, determinism, the NaN guard, early stopping, schedules."""
 
 import json
+import signal
 
 import pytest
 
@@ -10,7 +11,7 @@ from genloom.config import TrainConfig
 from genloom.errors import UserError
 from genloom.models.rnnlm import RNNLM
 from genloom.training.optim import learning_rate
-from tests.conftest import logged, tiny_recipe
+from tests.conftest import logged, signal_during_step, tiny_recipe
 
 
 def train_losses(run_dir):
@@ -30,8 +31,11 @@ def plateau_recipe(folder):
                        schedule="plateau", plateau_patience=1, lr_decay=0.5)
 
 
-@pytest.mark.parametrize("batching", ["stream", "sentences", "plateau"])
-def test_a_run_stopped_at_step_k_and_resumed_gives_the_same_losses(tmp_path, monkeypatch, batching):
+@pytest.mark.parametrize("batching, number", [("stream", signal.SIGTERM), ("sentences", signal.SIGINT),
+                                              ("plateau", signal.SIGTERM)])
+def test_a_run_stopped_by_a_signal_and_resumed_gives_the_same_losses(tmp_path, monkeypatch, batching, number):
+    """SIGTERM (a scheduler's or a user's kill) and SIGINT stop a run at the end of the step they arrive in, with
+    a snapshot; the resumed run's losses equal an uninterrupted run's."""
     # sentences: the tiny corpus is 5 batches of 64 an epoch, so the 14-step run crosses epochs
     make = {"stream": stream_recipe, "plateau": plateau_recipe,
             "sentences": lambda f: tiny_recipe(f, max_steps=14, eval_every=3, batch_size=64)}[batching]
@@ -39,19 +43,11 @@ def test_a_run_stopped_at_step_k_and_resumed_gives_the_same_losses(tmp_path, mon
     genloom.train(reference)
 
     interrupted = make(tmp_path / "b")
-    real_step = loop.optimizer_step
-    calls = {"n": 0}
-
-    def stop_at_step_5(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "optimizer_step", stop_at_step_5)
-    with pytest.raises(loop.TrainingInterrupted, match="interrupted at step 5"):
+    restore = signal_during_step(monkeypatch, number, at_call=6)
+    with pytest.raises(loop.TrainingInterrupted, match=r"stopped by SIG\w+.* at step 6; .*resume it with --resume"):
         genloom.train(interrupted)
-    monkeypatch.setattr(loop, "optimizer_step", real_step)
+    restore()
+    assert signal.getsignal(number) is signal.default_int_handler or number == signal.SIGTERM
     genloom.train(interrupted, resume=True)
 
     expected = train_losses(tmp_path / "a" / "run")
@@ -216,3 +212,58 @@ def test_compile_runs_the_training_step_through_torch_compile(tmp_path, monkeypa
     recipe.update(family="gpt", model={"context_length": 64, "dim": 16, "num_layers": 1, "num_heads": 2})
     summary = genloom.train(recipe)
     assert summary["steps"] == 2 and len(compiled) == 1
+
+
+def test_sigint_stops_gracefully_even_when_the_shell_ignored_it(tmp_path, monkeypatch):
+    """`nohup genloom train … &` starts the run with SIGINT ignored; it must still stop with a snapshot."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        signal_during_step(monkeypatch, signal.SIGINT, at_call=3)
+        with pytest.raises(loop.TrainingInterrupted, match="stopped by SIGINT"):
+            genloom.train(tiny_recipe(tmp_path, max_steps=10, eval_every=5))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the shell's choice comes back afterwards
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (tmp_path / "run" / "state" / "latest.json").is_file()
+
+
+def test_max_time_stops_cleanly_with_a_snapshot_and_says_the_schedule_is_longer(tmp_path, monkeypatch, capsys):
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(loop.time, "time", lambda: clock["now"])
+    real_step = loop.optimizer_step
+
+    def slow_step(*args, **kwargs):
+        clock["now"] += 20.0  # every step takes 20 s of wall-clock time
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", slow_step)
+    summary = genloom.train(tiny_recipe(tmp_path, max_steps=12, eval_every=50, max_time="1m"))
+    out = capsys.readouterr().out
+    assert summary["steps"] == 3 and summary["stopped"] == "max_time"
+    assert "cosine learning-rate schedule spans 12 steps (train.max_steps)" in out
+    assert "stopped at step 3 of 12: train.max_time 1m is spent" in out
+    assert valid_steps(tmp_path / "run") == [3]  # evaluated before stopping, so model.safetensors is current
+    monkeypatch.setattr(loop, "optimizer_step", real_step)
+    assert genloom.train(tiny_recipe(tmp_path, max_steps=12, eval_every=50), resume=True)["steps"] == 12
+
+
+def test_without_a_terminal_training_prints_plain_progress_lines(tmp_path, capsys):
+    """Under nohup, CI or `> log`, stdout is no terminal and the bar is silent: plain lines say how it goes."""
+    genloom.train(tiny_recipe(tmp_path, max_steps=6, eval_every=50, log_every=2, progress_every=0))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ") and "/6" in line]
+    assert [line.split(",")[0] for line in lines] == ["step 2/6 (33%)", "step 4/6 (67%)", "step 6/6 (100%)"]
+    for part in ("epoch 1/1", "loss ", "tokens/s", "lr ", "elapsed ", "remaining "):
+        assert part in lines[0]
+
+
+def test_resume_says_what_a_changed_schedule_does_and_refuses_what_cannot_change(tmp_path, capsys):
+    """Regression: resuming with a new max_steps silently recomputed the cosine horizon and the LR jumped up."""
+    genloom.train(tiny_recipe(tmp_path, max_steps=8, eval_every=4))
+    capsys.readouterr()
+    with pytest.raises(UserError, match=r"cannot resume with train.batch_size 8 \(the run was trained with 16\)"):
+        genloom.train(tiny_recipe(tmp_path, max_steps=16, eval_every=4, batch_size=8), resume=True)
+    genloom.train(tiny_recipe(tmp_path, max_steps=16, eval_every=4), resume=True)
+    out = capsys.readouterr().out
+    assert "resuming with changed settings: train.max_steps 8 → 16." in out
+    assert "The learning rate at step 8 jumps up: 0 on the old schedule, 0.005 on the new one, which runs " \
+           "to step 16 (it ran to 8)." in out

@@ -15,7 +15,9 @@ class LossOutput:
 
     ``loss`` is the scalar to minimise (mean over ``n_tokens``); ``carry`` goes
     back into the next ``loss`` call; ``stats`` are extra figures summed over the
-    batch (for example a KL term), averaged per token when logged.
+    batch (for example a KL term), averaged per token when logged. A loss that adds
+    auxiliary terms to the token NLL reports the NLL alone as ``stats["nll"]`` (and
+    each term under its own name): perplexity is exp of the NLL, never of the sum.
     """
 
     loss: Tensor

@@ -83,6 +83,9 @@ def train(run: RunConfig, resume: bool = False, device: str | None = None,
         valid = (lambda: lm.valid_batches) if lm.valid_batches else None
         result = fit(model, lm.train_batches, valid, phase_cfg, phase_dir, lm.device, resume=continuing,
                      title=f"gan {name}", report=report, keep_best=keep_best)
+        if result.get("stopped"):  # train.max_time ran out: the phase is not done, and --resume continues it
+            summary[name] = result
+            break
         if keep_best and (phase_dir / "model.safetensors").is_file():
             model.load_state_dict(load_tensors(phase_dir / "model.safetensors"))
         save_tensors(phase_dir / "final.safetensors", model.state_dict())

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from genloom import __version__
-from genloom.checkpoint import (LOCK_FILE, RUN_FILES, atomic_write, clear_run, has_progress, is_genloom_run, lock_run,
+from genloom.checkpoint import (LOCK_FILE, RUN_FILES, clear_run, has_progress, is_genloom_run, lock_run,
                                 read_json, write_json)
 from genloom.config import DataConfig, RunConfig, TokenizerConfig, from_dict, to_dict, word_split
 from genloom.data.batching import Batch

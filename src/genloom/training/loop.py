@@ -5,8 +5,8 @@ whatever state the model wants back with the next batch (the recurrent state of 
 detached between optimizer steps. A model may also offer ``after_update()``, called after each
 optimizer step (its update counters), and ``lr_scales()``, LR multipliers by parameter-name prefix.
 Everything else (optimizer, LR schedule, clipping, accumulation, bf16 autocast, evaluation and early
-stopping, NaN guard, progress bar, ``metrics.jsonl``, atomic snapshots, exact resume, curves PNG)
-lives here, once.
+stopping, NaN guard, progress bar or plain progress lines, ``metrics.jsonl``, atomic snapshots, exact
+resume, graceful stops on SIGTERM/SIGINT and at ``max_time``, curves PNG) lives here, once.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -26,7 +28,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from genloom.checkpoint import atomic_write, load_snapshot, rng_state, save_snapshot, save_tensors, set_rng_state
-from genloom.config import TrainConfig
+from genloom.config import TrainConfig, parse_duration, to_dict
 from genloom.data.batching import Batch
 from genloom.device import autocast_for, check_precision, to_device
 from genloom.errors import TrainingInterrupted, UserError
@@ -40,7 +42,7 @@ class TrainState:
     """Where a run stands; a snapshot saves these fields and a resume restores them.
 
     ``batch`` is the next batch of the current epoch; ``carry`` the model's state after the last step;
-    ``best`` the best validation loss; ``bad_evals`` the evaluations since it improved; ``plateaus`` the
+    ``best`` the best validation loss (``best_perplexity`` its perplexity); ``bad_evals`` the evaluations since it improved; ``plateaus`` the
     LR cuts of the plateau schedule and ``since_plateau`` the evaluations without improvement since the
     last improvement or cut.
     """
@@ -53,6 +55,7 @@ class TrainState:
     carry: Any = None
     plateaus: int = 0
     since_plateau: int = 0
+    best_perplexity: float | None = None
 
 
 @dataclass
@@ -95,7 +98,12 @@ def evaluation_rng(device: torch.device, seed: int = 0):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device, precision: str = "fp32") -> dict[str, float]:
-    """Token-weighted mean loss (and perplexity, and per-token stats) of ``model`` over ``batches``."""
+    """Token-weighted mean loss, perplexity and per-token stats of ``model`` over ``batches``.
+
+    The perplexity is exp(NLL per token): of the ``nll`` stat when the model reports one (its loss then adds
+    auxiliary terms, such as the pointer-generator's coverage penalty, which are no part of a perplexity),
+    else of the loss.
+    """
     with evaluation_rng(device):
         was_training = model.training
         model.eval()
@@ -113,9 +121,47 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device, p
     if tokens == 0:
         raise UserError("the evaluation data holds no tokens.")
     loss = total / tokens
-    result = {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "tokens": tokens}
+    result = {"loss": loss, "tokens": tokens}
     result.update({key: value / tokens for key, value in stats.items()})
+    result["perplexity"] = math.exp(min(result.get("nll", loss), 700.0))
     return result
+
+
+class StopSignals:
+    """SIGTERM and SIGINT ask a run to stop at the next step boundary, with a snapshot; a second one stops it at
+    once. SIGINT is taken even when the shell started the run with it ignored (``nohup … &``). Installed only in
+    the main thread (Python delivers signals there alone); the previous handlers come back on exit."""
+
+    NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT (Ctrl-C)"}
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for number in self.NAMES:
+                self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = self.NAMES[number]
+        print(f"\n{self.received}: stopping after this step with a snapshot (send it again to stop at once).",
+              file=sys.stderr, flush=True)
+
+
+def format_duration(seconds: float) -> str:
+    """``3725`` → ``1h02m``, ``185`` → ``3m05s``, ``42.4`` → ``42s``."""
+    seconds = int(round(max(seconds, 0)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, lr: float, grad_clip: float | None) -> float:
@@ -163,8 +209,9 @@ def fit(
         A summary: steps, best validation loss and perplexity, wall time.
     """
     run = Run(model, cfg, Path(run_dir), device, valid_batches, report, keep_best)
-    horizon = Horizon.of(cfg, len(train_batches(0)))
-    state = run.restore(horizon) if resume else TrainState()
+    batches_per_epoch = len(train_batches(0))
+    horizon = Horizon.of(cfg, batches_per_epoch)
+    state = run.restore(horizon, batches_per_epoch) if resume else TrainState()
     runner = distributed.wrap(model, device)  # model.loss as a module call, data-parallel under torchrun
     if cfg.compile:
         runner = torch.compile(runner)
@@ -173,52 +220,72 @@ def fit(
     after_update = getattr(model, "after_update", None)
     model.train()
     start = time.time()
-    run.open_progress(horizon.total_steps, state.step, title)
+    deadline = start + parse_duration(cfg.max_time) if cfg.max_time is not None else None
+    run.open_progress(horizon, state.step, title)
     window = LossWindow()
     stop = state.step >= horizon.total_steps
-    try:
-        while not stop and state.epoch < horizon.epochs:
-            batches = train_batches(state.epoch)
-            micro, carry = 0, state.carry
-            for index in range(state.batch, len(batches)):
-                done = run.forward_backward(runner, batches[index], carry, state.step)
-                if done is None:
-                    continue  # too few rows to give every process one; skipped by all alike
-                loss, tokens, carry = done
-                window.add(loss, tokens)
-                micro += 1
-                if micro < cfg.grad_accum and index + 1 < len(batches):
-                    continue
-                micro = 0
-                lr = learning_rate(cfg, state.step, horizon.total_steps, state.epoch, state.plateaus)
-                grad_norm = optimizer_step(model, run.optimizer, lr, cfg.grad_clip)
-                if after_update is not None:
-                    after_update()
-                state.step, state.batch, state.carry = state.step + 1, index + 1, carry
-                run.step_rng = rng_state()
-                run.bar.update(1)
-                if state.step % cfg.log_every == 0 or state.step == horizon.total_steps:
-                    run.log_train(state, window.take(), lr, grad_norm, time.time() - start)
-                epoch_done = state.batch >= len(batches)
-                if epoch_done:
-                    state.epoch, state.batch, state.carry = state.epoch + 1, 0, None
-                stop = state.step >= horizon.total_steps
-                if state.step % horizon.eval_every == 0 or (epoch_done and cfg.eval_every is None) or stop:
-                    reason = run.evaluate_and_keep(state, horizon)
-                    if reason:
-                        run.bar.write(reason)
+    stopped = None  # why the run ended before its horizon, when a clock or a signal ended it
+    with StopSignals() as signals:
+        try:
+            while not stop and state.epoch < horizon.epochs:
+                batches = train_batches(state.epoch)
+                micro, carry = 0, state.carry
+                for index in range(state.batch, len(batches)):
+                    done = run.forward_backward(runner, batches[index], carry, state.step)
+                    if done is None:
+                        continue  # too few rows to give every process one; skipped by all alike
+                    loss, tokens, carry = done
+                    window.add(loss, tokens)
+                    run.progress.add(loss, tokens)
+                    micro += 1
+                    if micro < cfg.grad_accum and index + 1 < len(batches):
+                        continue
+                    micro = 0
+                    lr = learning_rate(cfg, state.step, horizon.total_steps, state.epoch, state.plateaus)
+                    grad_norm = optimizer_step(model, run.optimizer, lr, cfg.grad_clip)
+                    if after_update is not None:
+                        after_update()
+                    state.step, state.batch, state.carry = state.step + 1, index + 1, carry
+                    run.step_rng = rng_state()
+                    run.bar.update(1)
+                    if state.step % cfg.log_every == 0 or state.step == horizon.total_steps:
+                        run.log_train(state, window.take(), lr, grad_norm, time.time() - start)
+                    run.show_progress(state, horizon, lr, time.time() - start)
+                    epoch_done = state.batch >= len(batches)
+                    if epoch_done:
+                        state.epoch, state.batch, state.carry = state.epoch + 1, 0, None
+                    stop = state.step >= horizon.total_steps
+                    evaluated = state.step % horizon.eval_every == 0 or (epoch_done and cfg.eval_every is None) or stop
+                    if evaluated:
+                        reason = run.evaluate_and_keep(state, horizon)
+                        if reason:
+                            run.bar.write(reason)
+                            stop = True
+                    if not stop:
+                        stopped = run.agree_to_stop(signals.received, deadline)
+                    if stopped == "signal":
+                        run.snapshot(state)
+                        raise TrainingInterrupted(f"stopped by {signals.received} at step {state.step}; the run is "
+                                                  f"saved in {run.run_dir}: resume it with --resume.")
+                    if stopped == "max_time":
+                        if not evaluated:
+                            run.evaluate_and_keep(state, horizon)
+                        run.bar.write(f"stopped at step {state.step} of {horizon.total_steps}: train.max_time "
+                                      f"{cfg.max_time} is spent; resume it with --resume (the clock starts again).")
                         stop = True
-                if stop or epoch_done:
-                    break
-    except KeyboardInterrupt:
-        run.bar.close()
-        run.snapshot(state)
-        distributed.barrier()
-        raise TrainingInterrupted(
-            f"interrupted at step {state.step}; the run is saved in {run.run_dir}: resume it with --resume."
-        ) from None
+                    if stop or epoch_done:
+                        break
+        except KeyboardInterrupt:
+            run.bar.close()
+            distributed.barrier()
+            raise TrainingInterrupted(
+                f"stopped at once at step {state.step} (interrupted twice): {run.run_dir} keeps its last snapshot; "
+                "resume it with --resume.") from None
     run.bar.close()
-    return run.finish(state, time.time() - start, title)
+    summary = run.finish(state, time.time() - start, title)
+    if stopped is not None:
+        summary["stopped"] = stopped
+    return summary
 
 
 class LossWindow:
@@ -260,12 +327,18 @@ class Run:
         self.step_rng = rng_state()
         self.bar: Any = None
 
-    def restore(self, horizon: Horizon) -> TrainState:
-        """The model, optimizer, RNG and ``TrainState`` of the newest snapshot in the run folder."""
+    def restore(self, horizon: Horizon, batches_per_epoch: int) -> TrainState:
+        """The model, optimizer, RNG and ``TrainState`` of the newest snapshot in the run folder; a ``train``
+        section that differs from the snapshot's is refused where resuming could not stay exact, and otherwise
+        applied and said (``explain_changes``)."""
         latest = load_snapshot(self.run_dir)
         if latest is None:
             raise UserError(f"--resume was given but {self.run_dir} holds no trainer snapshot to resume from.")
         model_tensors, saved = latest
+        changes = explain_changes(saved.get("train"), self.cfg, saved.get("step", 0), saved.get("epoch", 0),
+                                  saved.get("plateaus", 0), batches_per_epoch, horizon)
+        if changes and self.main:
+            print(changes)
         try:
             self.model.load_state_dict(model_tensors)
             self.optimizer.load_state_dict(saved["optimizer"])
@@ -288,9 +361,44 @@ class Run:
                   file=sys.stderr)
         return state
 
-    def open_progress(self, total_steps: int, step: int, title: str) -> None:
-        self.bar = tqdm(total=total_steps, initial=step, desc=title or "train", unit="step",
+    def open_progress(self, horizon: Horizon, step: int, title: str) -> None:
+        """The progress bar on a terminal (stderr), and plain progress lines on stdout when it is not a terminal
+        (nohup, CI, a log file), at most every ``progress_every`` seconds. Says up front when ``max_time`` may end
+        the run before its LR schedule does."""
+        self.bar = tqdm(total=horizon.total_steps, initial=step, desc=title or "train", unit="step",
                         dynamic_ncols=True, disable=None if self.main else True, file=sys.stderr)
+        self.plain = self.main and not sys.stdout.isatty()
+        self.progress, self.first_step, self.last_line = LossWindow(), step, time.time()
+        cfg = self.cfg
+        if cfg.max_time is not None and cfg.schedule in ("linear", "cosine") and self.main:
+            horizon_key = "train.max_steps" if cfg.max_steps is not None and horizon.total_steps == cfg.max_steps \
+                else "train.epochs"
+            self.bar.write(f"train.max_time {cfg.max_time} stops this run by the clock, but its {cfg.schedule} "
+                           f"learning-rate schedule spans {horizon.total_steps} steps ({horizon_key}): a run stopped "
+                           "early ends before its learning rate has decayed.")
+
+    def show_progress(self, state: TrainState, horizon: Horizon, lr: float, elapsed: float) -> None:
+        """A plain progress line (step, epoch, loss, tokens/s, LR, elapsed and remaining time) when stdout is not a
+        terminal and ``progress_every`` seconds have passed (0: at every logged step)."""
+        every = self.cfg.progress_every
+        due = (time.time() - self.last_line >= every) if every > 0 else state.step % self.cfg.log_every == 0
+        if not self.plain or not (due or state.step == horizon.total_steps):
+            return
+        loss, tokens_per_s = self.progress.take()
+        done = state.step - self.first_step
+        remaining = elapsed / max(done, 1) * (horizon.total_steps - state.step)
+        print(f"step {state.step}/{horizon.total_steps} ({100 * state.step / horizon.total_steps:.0f}%), epoch "
+              f"{state.epoch + 1}/{horizon.epochs}, loss {loss:.4f}, {tokens_per_s:,.0f} tokens/s, lr {lr:.3g}, "
+              f"elapsed {format_duration(elapsed)}, remaining {format_duration(remaining)}", flush=True)
+        self.last_line = time.time()
+
+    def agree_to_stop(self, received: str | None, deadline: float | None) -> str | None:
+        """``signal`` when a stop signal came, ``max_time`` when the clock ran out, else None; every process
+        agrees (they would otherwise stop at different steps and wait for each other forever)."""
+        wants = [1.0 if received else 0.0, 1.0 if deadline is not None and time.time() >= deadline else 0.0]
+        if self.world > 1:
+            wants = distributed.all_sum(wants, self.device)
+        return "signal" if wants[0] > 0 else "max_time" if wants[1] > 0 else None
 
     def forward_backward(self, runner: nn.Module, batch: Batch, carry: Any,
                          step: int) -> tuple[float, int, Any] | None:
@@ -337,7 +445,7 @@ class Run:
     def snapshot(self, state: TrainState) -> None:
         """Save the trainer state (a collective call: every process's RNG and carry go to rank 0)."""
         trainer = {f.name: getattr(state, f.name) for f in fields(TrainState)}
-        trainer.update(optimizer=self.optimizer.state_dict(), rng=self.step_rng)
+        trainer.update(optimizer=self.optimizer.state_dict(), rng=self.step_rng, train=to_dict(self.cfg))
         if self.world > 1:
             trainer.update(world_size=self.world, carry=None, per_rank=distributed.gather(
                 {"rng": self.step_rng, "carry": to_device(state.carry, torch.device("cpu"))}))
@@ -361,6 +469,7 @@ class Run:
         improved = state.best is None or result["loss"] < state.best
         if improved:
             state.best, state.bad_evals, state.since_plateau = result["loss"], 0, 0
+            state.best_perplexity = result["perplexity"]
         else:
             state.bad_evals += 1
             state.since_plateau += 1
@@ -370,8 +479,9 @@ class Run:
         if self.main and (improved or not self.keep_best):
             save_tensors(self.run_dir / "model.safetensors", self.model.state_dict())
         self.snapshot(state)
+        auxiliary = {key: value for key, value in result.items() if key not in ("loss", "perplexity", "tokens")}
         figures = "".join(f", {key} {value:.4g}" if isinstance(value, float) else f", {key} {value}"
-                          for key, value in extra.items())
+                          for key, value in {**auxiliary, **extra}.items())
         self.bar.write(f"step {state.step}: valid loss {result['loss']:.4f}, perplexity {result['perplexity']:.2f}"
                        + figures + ("" if improved else f" (no improvement {state.bad_evals}/{cfg.patience or '∞'})"))
         return self.stop_reason(state, horizon, plateau)
@@ -395,8 +505,52 @@ class Run:
         distributed.barrier()
         summary = {"steps": state.step, "wall_s": wall, "best_valid_loss": state.best}
         if state.best is not None:
-            summary["best_valid_perplexity"] = math.exp(min(state.best, 700.0))
+            summary["best_valid_perplexity"] = (state.best_perplexity if state.best_perplexity is not None
+                                                else math.exp(min(state.best, 700.0)))
         return summary
+
+
+# Train settings a resume may change: the schedule's (explained with the learning rate before and after) and the
+# rest (said). Any other key (batch size, bptt, accumulation, seed, optimizer and its betas, momentum and weight
+# decay) would make the resumed run differ from an uninterrupted one in ways no sentence can fix, so it is refused.
+SCHEDULE_KEYS = ("lr", "schedule", "warmup_steps", "min_lr_ratio", "lr_decay", "lr_decay_start", "plateau_patience",
+                 "max_plateaus", "epochs", "max_steps")
+FREE_KEYS = ("max_time", "eval_every", "patience", "grad_clip", "log_every", "progress_every", "eval_batch_size",
+             "device", "precision", "compile")
+
+
+def explain_changes(saved: dict[str, Any] | None, cfg: TrainConfig, step: int, epoch: int, plateaus: int,
+                    batches_per_epoch: int, horizon: Horizon) -> str:
+    """What resuming with ``cfg`` instead of the snapshot's ``saved`` train settings changes, in sentences (empty
+    when nothing does); a change that would break the resumed run is refused with a ``UserError``."""
+    if not saved:
+        return ""  # a snapshot written before genloom recorded its settings
+    before = from_saved(saved)
+    now = to_dict(cfg)
+    changed = [key for key in now if key in saved and saved[key] != now[key]]
+    fixed = [key for key in changed if key not in SCHEDULE_KEYS + FREE_KEYS]
+    if fixed:
+        key = fixed[0]
+        raise UserError(f"cannot resume with train.{key} {now[key]} (the run was trained with {saved[key]}): it would "
+                        "change the batches or the optimizer's state; resume with the old value, or train into a new "
+                        "out_dir.")
+    if not changed:
+        return ""
+    lines = ["resuming with changed settings: " + ", ".join(f"train.{k} {saved[k]} → {now[k]}" for k in changed) + "."]
+    if any(key in SCHEDULE_KEYS for key in changed):
+        old_horizon = Horizon.of(before, batches_per_epoch)
+        was = learning_rate(before, step, old_horizon.total_steps, epoch, plateaus)
+        will = learning_rate(cfg, step, horizon.total_steps, epoch, plateaus)
+        trend = "jumps up" if will > was * 1.001 else "drops" if will < was * 0.999 else "stays"
+        lines.append(f"The learning rate at step {step} {trend}: {was:.3g} on the old schedule, {will:.3g} on the new "
+                     f"one, which runs to step {horizon.total_steps} (it ran to {old_horizon.total_steps}).")
+    return " ".join(lines)
+
+
+def from_saved(saved: dict[str, Any]) -> TrainConfig:
+    """The ``TrainConfig`` a snapshot recorded (keys added since then keep their defaults)."""
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{key: value for key, value in saved.items() if key in known})
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
