@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,22 @@ def signal_during_step(monkeypatch, number, at_call):
 
     monkeypatch.setattr(loop, "optimizer_step", step)
     return lambda: monkeypatch.setattr(loop, "optimizer_step", real_step)
+
+
+@pytest.fixture(scope="session")
+def lowercased_copier(tmp_path_factory):
+    """A tiny seq2seq trained with ``data.lowercase: true`` to copy word sequences; its vocabulary (12 words) is
+    smaller than the corpus' (20), so <unk> is common in its training targets."""
+    import genloom
+
+    folder = tmp_path_factory.mktemp("lowercased")
+    rng = random.Random(0)
+    words = [f"Word{i}" for i in range(20)]
+    rows = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 5))) for _ in range(300)]
+    (folder / "pairs.tsv").write_text("".join(f"{r}.\t{r}.\n" for r in rows), encoding="utf-8")
+    genloom.train({"family": "seq2seq", "out_dir": str(folder / "run"),
+                   "data": {"train": str(folder / "pairs.tsv"), "format": "tsv", "lowercase": True},
+                   "tokenizer": {"kind": "word", "vocab_size": 16},
+                   "model": {"embed_dim": 16, "hidden_dim": 32, "attention_dim": 16},
+                   "train": {"max_steps": 60, "lr": 0.02, "batch_size": 32, "device": "cpu", "log_every": 100}})
+    return folder / "run"

@@ -69,25 +69,6 @@ def test_bf16_refusal_names_the_fix_on_any_cpu(monkeypatch):
     device.check_precision(torch.device("cpu"), "auto")
 
 
-@pytest.fixture(scope="module")
-def lowercased_copier(tmp_path_factory):
-    """A tiny seq2seq trained with ``data.lowercase: true`` to copy word sequences; its vocabulary (12 words) is
-    smaller than the corpus' (20), so <unk> is common in its training targets."""
-    import random
-
-    folder = tmp_path_factory.mktemp("lowercased")
-    rng = random.Random(0)
-    words = [f"Word{i}" for i in range(20)]
-    rows = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 5))) for _ in range(300)]
-    (folder / "pairs.tsv").write_text("".join(f"{r}.\t{r}.\n" for r in rows), encoding="utf-8")
-    genloom.train({"family": "seq2seq", "out_dir": str(folder / "run"),
-                   "data": {"train": str(folder / "pairs.tsv"), "format": "tsv", "lowercase": True},
-                   "tokenizer": {"kind": "word", "vocab_size": 16},
-                   "model": {"embed_dim": 16, "hidden_dim": 32, "attention_dim": 16},
-                   "train": {"max_steps": 60, "lr": 0.02, "batch_size": 32, "device": "cpu", "log_every": 100}})
-    return folder / "run"
-
-
 def test_inference_reads_cased_text_as_the_lowercased_training_data(lowercased_copier):
     """Regression (newcomer report): with data.lowercase the training data was lowercased but summarize/translate
     inputs were not, so cased input became <unk> (328 of 500 DialogSum summaries were only <unk>)."""

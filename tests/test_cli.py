@@ -185,3 +185,57 @@ def test_config_lists_every_key_of_every_family(capsys):
         assert listed == expected, name
     assert main(["config"]) == 0
     assert "genloom config FAMILY" in capsys.readouterr().out
+
+
+def test_decode_in_order_batches_by_length_and_writes_in_input_order_as_soon_as_it_can():
+    from genloom.commands import decode_in_order
+
+    inputs = ["a" * n for n in (3, 1, 4, 1, 5, 9, 2, 6, 5)]
+    batches, written = [], []
+
+    def decode(batch):
+        batches.append([len(text) for text in batch])
+        return [text.upper() for text in batch]
+
+    decode_in_order(inputs, decode, 2, lambda i, out: written.append((i, out, len(batches))), "inputs")
+    assert [out for _, out, _ in written] == [text.upper() for text in inputs]
+    assert batches == [[9, 6], [5, 4], [3, 2], [1, 1], [5]]  # windows of 4 batches of 2, longest first
+    # each output goes out as soon as every one before it is done
+    assert [(i, after) for i, _, after in written] == [(0, 3)] + [(i, 4) for i in range(1, 8)] + [(8, 5)]
+
+
+def test_translate_streams_lines_in_order_from_cased_input(lowercased_copier, tmp_path, capsys):
+    import genloom
+
+    sources = ["Word1 Word2.", "Word3 Word4 Word5 Word6.", "Word7.", "Word2 Word1 Word0."]
+    (tmp_path / "in.txt").write_text("\n".join(sources) + "\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    assert main(["translate", str(lowercased_copier), "--input", str(tmp_path / "in.txt"), "--output", str(out),
+                 "--batch-size", "2", "--device", "cpu"]) == 0
+    expected = [r.text.strip() for r in genloom.load(lowercased_copier, device="cpu").transduce(
+        [s.lower() for s in sources])]
+    assert out.read_text(encoding="utf-8").splitlines() == expected
+    assert not (tmp_path / "out.txt.partial").exists()
+    assert main(["generate", str(lowercased_copier), "--input", str(tmp_path / "in.txt"), "--batch-size", "3",
+                 "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[: len(s)] for line, s in zip(lines, sources)] == sources and "<unk>" not in "".join(lines)
+
+
+def test_evaluate_states_its_decoding_and_reports_rouge_with_signatures(lowercased_copier, tmp_path, capsys):
+    """Regression (newcomer report): evaluate did not say how it decoded, could not be told, and gave a
+    summarizer BLEU and chrF only."""
+    data = tmp_path / "pairs.tsv"
+    data.write_text("Word1 Word2.\tword1 word2.\nWord3 Word1.\tword3 word1.\n", encoding="utf-8")
+    assert main(["evaluate", str(lowercased_copier), "--data", str(data), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "decoding: beam search, 5 beams, length_penalty 1.0, max_new_tokens 100, <unk> suppressed" in out
+    assert "BLEU" in out and "nrefs:1" in out and "chrF" in out and "ROUGE-L" in out and "rouge-score" in out
+    assert main(["evaluate", str(lowercased_copier), "--data", str(data), "--beam", "2", "--length-penalty",
+                 "0.6", "--allow-unk", "--device", "cpu"]) == 0
+    assert "decoding: beam search, 2 beams, length_penalty 0.6, max_new_tokens 100, <unk> allowed" in \
+        capsys.readouterr().out
+    assert main(["evaluate", str(lowercased_copier), "--data", str(data), "--method", "greedy", "--json",
+                 "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["decoding"].startswith("greedy search") and {"rouge1", "rouge2", "rougeL"} <= set(result)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from genloom.data.batching import pad
 from genloom.data.readers import read_corpus, transform_text
 from genloom.decoding.generate import GenerationConfig, beam_search, generate
 from genloom.errors import UserError
-from genloom.metrics import bleu, chrf
+from genloom.metrics import bleu, chrf, rouge, rouge_signature
 from genloom.models.huggingface import export_gpt2
 from genloom.models.loading import Checkpoint, load_checkpoint
 from genloom.recipes import RECIPES, lm, seq2seq, vae
@@ -252,7 +252,7 @@ class LoadedModel:
         return model.pseudo_log_likelihood(torch.tensor(ids, device=self.device), list(range(1, len(ids) - 1)))
 
     def evaluate(self, data: str | Path | list[str], target: str | Path | None = None,
-                 iw_samples: int = 500) -> dict[str, Any]:
+                 iw_samples: int = 500, **options: Any) -> dict[str, Any]:
         """Score a file (or a list of texts for a language model); what is measured depends on the family
         (``EVALUATIONS``).
 
@@ -260,10 +260,11 @@ class LoadedModel:
         VAE: ELBO, reconstruction, KL, importance-weighted NLL with ``iw_samples``
         samples and its perplexity, mutual information and active units.
         Seq2seq: ``data`` holds sources (or source–target TSV/JSONL), ``target``
-        the references; loss and perplexity of the references, and BLEU and
-        chrF of beam-search output against them.
+        the references; loss and perplexity of the references, and BLEU, chrF and
+        ROUGE of decoded output against them (``options``: how to decode, by
+        default beam search with 5 beams; see ``evaluate_pairs``).
         """
-        return EVALUATIONS[self.family](self, data, target, iw_samples)
+        return EVALUATIONS[self.family](self, data, target, iw_samples, options)
 
     def texts(self, data: str | Path | list[str]) -> list[str]:
         """The texts of a file read as the recipe read its training data, or a list's non-blank texts."""
@@ -277,17 +278,24 @@ class LoadedModel:
         return texts
 
     def evaluate_pairs(self, pairs: list[tuple[str, str]], batch_size: int = 64, **options: Any) -> dict[str, Any]:
-        """Loss/perplexity of the references and BLEU/chrF of decoded outputs (beam 5 unless told)."""
+        """Loss and perplexity (exp of the NLL alone) of the references, and BLEU, chrF and ROUGE-1/2/L of decoded
+        outputs against them, each with its signature, and ``decoding``: how the outputs were decoded
+        (``options``; by default beam search, 5 beams, up to 100 new tokens). Sources are decoded in batches of
+        ``batch_size``, sorted by length."""
         pairs = [(self.prepare(s), self.prepare(t)) for s, t in pairs]
         result = seq2seq.pair_loss(self.model, self.tokenizer, self.recipe, pairs, self.device)
-        options = {"method": "beam", "num_beams": 5, "max_new_tokens": 100, **options}
-        outputs = []
-        for start in range(0, len(pairs), batch_size):
-            outputs += [row[0] for row in self.complete([s for s, _ in pairs[start : start + batch_size]], **options)]
-        outputs = [o.strip() for o in outputs]
+        cfg = self._options({**EVALUATION_DECODING, **options})
+        order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]))
+        outputs = [""] * len(pairs)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            for i, row in zip(rows, self.complete([pairs[i][0] for i in rows], **asdict(cfg))):
+                outputs[i] = row[0].strip()
         references = [t for _, t in pairs]
-        scored = bleu(outputs, [references])
-        result.update(bleu=scored["bleu"], chrf=chrf(outputs, [references])["chrf"], signature=scored["signature"])
+        scored, chr_f = bleu(outputs, [references]), chrf(outputs, [references])
+        result.update(bleu=scored["bleu"], chrf=chr_f["chrf"], **rouge(outputs, references),
+                      decoding=describe_decoding(cfg), signature=scored["signature"], chrf_signature=chr_f["signature"],
+                      rouge_signature=rouge_signature())
         return result
 
 
@@ -296,23 +304,43 @@ def _cut_at_stop(text: str, stop_strings: list[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _evaluate_lm(model: LoadedModel, data: str | Path | list[str], target: Any, iw_samples: int) -> dict[str, Any]:
+def describe_decoding(cfg: GenerationConfig) -> str:
+    """How outputs were decoded, in words: ``beam search, 5 beams, length_penalty 1.0, max_new_tokens 100``."""
+    how = {"greedy": "greedy search", "sample": f"sampling (temperature {cfg.temperature}, top_k {cfg.top_k}, "
+                                                f"top_p {cfg.top_p}, seed {cfg.seed})",
+           "beam": f"beam search, {cfg.num_beams} beams, length_penalty {cfg.length_penalty}"}[cfg.method]
+    extra = [f"{name} {value}" for name, value in (("coverage_penalty", cfg.coverage_penalty),
+                                                   ("repetition_penalty", cfg.repetition_penalty),
+                                                   ("no_repeat_ngram_size", cfg.no_repeat_ngram_size),
+                                                   ("min_new_tokens", cfg.min_new_tokens))
+             if value != getattr(GenerationConfig, name)]
+    unk = "<unk> suppressed" if cfg.no_unk else "<unk> allowed"
+    return ", ".join([how, *extra, f"max_new_tokens {cfg.max_new_tokens}", unk])
+
+
+# How ``evaluate`` decodes a seq2seq model unless told otherwise.
+EVALUATION_DECODING = {"method": "beam", "num_beams": 5, "max_new_tokens": 100}
+
+
+def _evaluate_lm(model: LoadedModel, data: str | Path | list[str], target: Any, iw_samples: int,
+                 options: dict[str, Any]) -> dict[str, Any]:
     return lm.evaluate_texts(model.model, model.tokenizer, model.recipe, model.texts(data), model.device)
 
 
-def _evaluate_vae(model: LoadedModel, data: str | Path | list[str], target: Any, iw_samples: int) -> dict[str, Any]:
+def _evaluate_vae(model: LoadedModel, data: str | Path | list[str], target: Any, iw_samples: int,
+                  options: dict[str, Any]) -> dict[str, Any]:
     return vae.evaluate_texts(model.model, model.tokenizer, model.recipe, model.texts(data), model.device, iw_samples)
 
 
 def _evaluate_seq2seq(model: LoadedModel, data: str | Path | list[str], target: str | Path | None,
-                      iw_samples: int) -> dict[str, Any]:
+                      iw_samples: int, options: dict[str, Any]) -> dict[str, Any]:
     recipe_data = from_dict(DataConfig, model.recipe.get("data", {}), "data")
     recipe_data.test, recipe_data.test_target = str(data), str(target) if target else None
-    return model.evaluate_pairs(seq2seq.read_pairs(recipe_data, "test"))
+    return model.evaluate_pairs(seq2seq.read_pairs(recipe_data, "test"), **options)
 
 
 # What ``evaluate`` measures for each family (a GAN's generator is scored as a language model).
-EVALUATIONS: dict[str, Callable[[LoadedModel, Any, Any, int], dict[str, Any]]] = {
+EVALUATIONS: dict[str, Callable[[LoadedModel, Any, Any, int, dict[str, Any]], dict[str, Any]]] = {
     "rnnlm": _evaluate_lm,
     "gpt": _evaluate_lm,
     "bert": _evaluate_lm,
@@ -361,7 +389,7 @@ def train(config: str | Path | RunConfig | dict, overrides: list[str] | None = N
         trained = load(run.out_dir, device=device or run.train.device)
         result = trained.evaluate(run.data.test, target=run.data.test_target)
         summary.update({f"test_{key}": result[key] for key in TEST_FIGURES[run.family] or result
-                        if key not in ("protocol", "signature")})
+                        if key not in ("protocol", "decoding") and not key.endswith("signature")})
     return summary
 
 

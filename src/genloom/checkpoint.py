@@ -18,14 +18,16 @@ interrupted write never leaves a half checkpoint behind.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from safetensors import SafetensorError
@@ -74,6 +76,29 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def growing_file(path: str | Path) -> Iterator[TextIO]:
+    """A text file written piece by piece into ``PATH.partial`` (readable while it grows, with ``tail -f``), then
+    fsynced and renamed to ``path`` once whole. If the writer stops first, ``path`` keeps what it held and the
+    partial file keeps what was written."""
+    path = check_writable_file(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(partial, "w", encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"cannot write {partial}: {error.strerror or error}.") from None
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}; what it held before is kept.") from None
     _fsync_dir(path.parent)
 
 

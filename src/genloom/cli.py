@@ -27,12 +27,14 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _add_decoding_options(parser: argparse.ArgumentParser) -> None:
-    d = DECODING
+def _add_decoding_options(parser: argparse.ArgumentParser, d: GenerationConfig = DECODING) -> None:
+    """The decoding options, with ``d``'s values as their defaults (``evaluate`` decodes by beam search)."""
+    parser.set_defaults(default_method=d.method, default_beams=d.num_beams)
     group = parser.add_argument_group("decoding")
     group.add_argument("--method", choices=["greedy", "sample", "beam"], default=None,
                        help=f"greedy: the most likely token each step; sample: draw from the (shaped) distribution; "
-                            f"beam: beam search. Default: {d.method}, or beam when --beam is given.")
+                            f"beam: beam search. Default: {d.method}" + (", or beam when --beam is given."
+                                                                         if d.method != "beam" else "."))
     group.add_argument("--beam", type=int, metavar="K", default=None,
                        help=f"beam search with K beams (implies --method beam; default K {d.num_beams}).")
     group.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
@@ -92,6 +94,9 @@ def build_parser() -> Parser:
     source.add_argument("--input", default=None, metavar="FILE", help="continue every line of FILE; one output line each")
     gen.add_argument("--num-samples", type=int, default=1, help="outputs per prompt for --method sample (default 1)")
     gen.add_argument("--stream", action="store_true", help="print tokens as they are generated")
+    gen.add_argument("--batch-size", type=int, default=32,
+                     help="prompts decoded together (default 32); each line is printed as soon as it and those "
+                          "before it are done")
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
     _add_decoding_options(gen)
 
@@ -101,16 +106,23 @@ def build_parser() -> Parser:
                                               "model; one output line per input line.")
         app.add_argument("checkpoint", help="a seq2seq run directory written by 'genloom train'")
         app.add_argument("--input", default=None, metavar="FILE", help="read inputs from FILE (default: stdin)")
-        app.add_argument("--output", default=None, metavar="FILE", help="write outputs to FILE (default: stdout)")
-        app.add_argument("--batch-size", type=int, default=32, help="inputs decoded together (default 32)")
+        app.add_argument("--output", default=None, metavar="FILE",
+                         help="write outputs to FILE (default: stdout); it grows as FILE.partial and takes its name "
+                              "once whole")
+        app.add_argument("--batch-size", type=int, default=32,
+                         help="inputs decoded together (default 32); each output line is written as soon as it and "
+                              "those before it are done, with a progress bar on a terminal")
         app.add_argument("--attention-plot", default=None, metavar="FILE.png",
                          help="draw the source–output attention heatmap; with several inputs, FILE-1.png, FILE-2.png, …")
         app.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
         _add_decoding_options(app)
 
     ev = commands.add_parser("evaluate", help="score a checkpoint on data",
-                             description="Report loss (nats per token, EOS included) and perplexity on a data file; "
-                                         "for seq2seq also BLEU and chrF of beam-search output (sacrebleu).")
+                             description="Report loss (nats per token, EOS included) and perplexity (exp of the NLL "
+                                         "per token) on a data file; for seq2seq also BLEU and chrF (sacrebleu) and "
+                                         "ROUGE-1/2/L of decoded output, with each metric's signature and the "
+                                         "decoding used (beam search, 5 beams by default; the decoding options "
+                                         "change it).")
     ev.add_argument("checkpoint", help="a run directory written by 'genloom train'")
     ev.add_argument("--data", required=True, help="the text file to score, in the format the model was trained on "
                                                   "(seq2seq: the sources, or a source–target TSV/JSONL)")
@@ -119,6 +131,7 @@ def build_parser() -> Parser:
                     help="vae: samples of the importance-weighted NLL estimate (default 500)")
     ev.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+    _add_decoding_options(ev, GenerationConfig(method="beam", num_beams=5, max_new_tokens=100))
 
     fill = commands.add_parser("fill-mask", help="list the likeliest fillers of [MASK] with a BERT checkpoint",
                                description="For each [MASK] in the text, print the top-k tokens a masked language "

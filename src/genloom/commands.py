@@ -7,16 +7,19 @@ import argparse
 import json
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
 
 from genloom.api import export_huggingface, load, train
 from genloom.apps import latent
 from genloom.apps.attention_plot import plot_attention
 from genloom.apps.demo import run_demo
-from genloom.checkpoint import atomic_write, check_writable_file, check_writable_folder
+from genloom.checkpoint import check_writable_file, check_writable_folder, growing_file
 from genloom.config import DataConfig, RunConfig, TokenizerConfig, TrainConfig, describe, load_run_config, word_split
 from genloom.data.readers import read_lines
-from genloom.decoding.config import GenerationConfig
 from genloom.errors import UserError
 from genloom.recipes import CHECKS
 from genloom.models import FAMILIES
@@ -25,11 +28,11 @@ from genloom.training import distributed
 
 
 def _generation_options(args: argparse.Namespace) -> dict:
-    method = args.method or ("beam" if args.beam is not None else "greedy")
+    method = args.method or ("beam" if args.beam is not None else args.default_method)
     return dict(method=method, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
                 temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                 repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram,
-                num_beams=GenerationConfig.num_beams if args.beam is None else args.beam,
+                num_beams=args.default_beams if args.beam is None else args.beam,
                 length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
                 num_return_sequences=args.n_best, stop_strings=args.stop, seed=args.seed, no_unk=args.no_unk)
 
@@ -59,16 +62,50 @@ def cmd_generate(args: argparse.Namespace) -> int:
                     print(piece, end="", flush=True)
                 print(flush=True)
         return 0
-    batch = [p for p in prompts for _ in range(args.num_samples)]
-    for prompt, outputs in zip(batch, model.complete(batch, **options)):
-        for text in outputs:
-            print(prompt + text)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+
+    def decode(batch: list[str]) -> list[list[str]]:
+        rows = model.complete([p for p in batch for _ in range(args.num_samples)], **options)
+        return [[prompt + text for row in rows[i * args.num_samples:(i + 1) * args.num_samples] for text in row]
+                for i, prompt in enumerate(batch)]
+
+    decode_in_order(prompts, decode, args.batch_size, lambda i, lines: _write_lines(sys.stdout, lines), "prompts")
     return 0
 
 
+def decode_in_order(inputs: list[str], decode: Callable[[list[str]], list[Any]], batch_size: int,
+                    write: Callable[[int, Any], None], unit: str) -> None:
+    """Decode ``inputs`` in batches and ``write(index, result)`` each one in input order, as soon as it and every
+    input before it are done; a progress bar with inputs/s and the time left shows on a terminal (stderr).
+
+    Inputs are taken in windows of four batches, each sorted by length so a batch wastes little on padding (as
+    fairseq's interactive ``--buffer-size``); output order is always input order.
+    """
+    bar = tqdm(total=len(inputs), unit=f" {unit}", file=sys.stderr, disable=None, dynamic_ncols=True)
+    done: dict[int, Any] = {}
+    written = 0
+    for start in range(0, len(inputs), 4 * batch_size):
+        window = sorted(range(start, min(start + 4 * batch_size, len(inputs))), key=lambda i: -len(inputs[i]))
+        for first in range(0, len(window), batch_size):
+            rows = window[first:first + batch_size]
+            done.update(zip(rows, decode([inputs[i] for i in rows])))
+            bar.update(len(rows))
+            while written in done:
+                write(written, done.pop(written))
+                written += 1
+    bar.close()
+
+
+def _write_lines(out: TextIO, lines: list[str]) -> None:
+    out.write("".join(line + "\n" for line in lines))
+    out.flush()
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    result = load(args.checkpoint, device=args.device).evaluate(args.data, target=args.target,
-                                                                iw_samples=args.iw_samples)
+    model = load(args.checkpoint, device=args.device)
+    options = _generation_options(args) if model.conditional else {}
+    result = model.evaluate(args.data, target=args.target, iw_samples=args.iw_samples, **options)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -79,10 +116,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"mutual information {result['mutual_info']:.3f} nats; active units {result['active_units']}")
         print(f"protocol: {result['protocol']}")
         return 0
-    print(f"loss {result['loss']:.4f} nats/token, perplexity {result['perplexity']:.2f}, "
+    auxiliary = "".join(f", {key} {result[key]:.4f}" for key in result if key in ("nll", "coverage_loss"))
+    print(f"loss {result['loss']:.4f} nats/token{auxiliary}, perplexity {result['perplexity']:.2f} (exp of the NLL), "
           f"{result['tokens']:,} tokens (EOS included)")
     if "bleu" in result:
-        print(f"BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  ({result['signature']})")
+        print(f"decoding: {result['decoding']}")
+        print(f"BLEU {result['bleu']:.2f}  ({result['signature']})")
+        print(f"chrF {result['chrf']:.2f}  ({result['chrf_signature']})")
+        print(f"ROUGE-1 {100 * result['rouge1']:.2f}  ROUGE-2 {100 * result['rouge2']:.2f}  "
+              f"ROUGE-L {100 * result['rougeL']:.2f}  ({result['rouge_signature']})")
     return 0
 
 
@@ -103,20 +145,29 @@ def cmd_transduce(args: argparse.Namespace) -> int:
         inputs = [line.strip() for line in sys.stdin if line.strip()]
         if not inputs:
             raise UserError("no input: give --input FILE or lines on stdin.")
-    results = []
-    for start in range(0, len(inputs), args.batch_size):
-        results += model.transduce(inputs[start : start + args.batch_size], **options)
-    text = "".join(r.text.strip() + "\n" for r in results)
+    plotted: list[Any] = []  # kept only to draw their attention
+
+    def decode(batch: list[str]) -> list[Any]:
+        return model.transduce(batch, **options)
+
+    def run(out: TextIO) -> None:
+        def write(index: int, result: Any) -> None:
+            _write_lines(out, [result.text.strip()])
+            if args.attention_plot:
+                plotted.append(result)
+        decode_in_order(inputs, decode, args.batch_size, write, "inputs")
+
     if args.output:
-        atomic_write(args.output, text)
+        with growing_file(args.output) as out:
+            run(out)
     else:
-        sys.stdout.write(text)
+        run(sys.stdout)
     if args.attention_plot:
         plot = Path(args.attention_plot)
-        for number, result in enumerate(results, start=1):
+        for number, result in enumerate(plotted, start=1):
             if result.attention is None:
                 raise UserError("this model has no attention to plot (model.attention is none).")
-            path = plot if len(results) == 1 else plot.with_name(f"{plot.stem}-{number}{plot.suffix}")
+            path = plot if len(plotted) == 1 else plot.with_name(f"{plot.stem}-{number}{plot.suffix}")
             plot_attention(result.attention, result.source_tokens, result.target_tokens, path,
                            title=f"{args.command}: input {number}")
     return 0
