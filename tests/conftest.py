@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ import genloom.training.loop as loop
 from genloom.apps.toy_grammar import corpus
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Trained tokenizers are cached (tokenizer.cache); tests keep theirs in a fresh folder, never in the user's.
+os.environ["GENLOOM_CACHE"] = tempfile.mkdtemp(prefix="genloom-test-cache-")
 
 
 def write_corpus(folder: Path, train: int = 300, valid: int = 40) -> dict[str, str]:

@@ -525,8 +525,8 @@ def parse_duration(value: float | str, key: str = "train.max_time") -> float:
 
 
 def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and check a YAML recipe; relative data paths resolve against the recipe's folder
-    when they exist there, else against the working directory."""
+    """Read, override and check a YAML recipe; relative data paths (and ``tokenizer.path``) resolve against the
+    recipe's folder when they exist there, else against the working directory."""
     values = apply_overrides(read_yaml(path), overrides or [])
     run = parse_run_config(values)
     base = Path(path).resolve().parent
@@ -534,4 +534,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
         value = getattr(run.data, key)
         if value and not Path(value).is_absolute() and not Path(value).exists() and (base / value).exists():
             setattr(run.data, key, str(base / value))
+    value = run.tokenizer.path
+    if value and not Path(value).is_absolute() and not Path(value).exists() and (base / value).exists():
+        run.tokenizer.path = str(base / value)
     return run

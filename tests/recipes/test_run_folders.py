@@ -145,3 +145,28 @@ def test_a_failed_save_during_training_stops_with_a_sentence_and_keeps_the_last_
     monkeypatch.undo()
     assert not list((tmp_path / "run" / "state").glob(".step-*"))  # no half-written snapshot left
     assert genloom.train(recipe, resume=True)["steps"] == 4
+
+
+def test_a_trained_tokenizer_is_cached_by_its_texts_and_settings_and_can_be_named(tmp_path, capsys, monkeypatch):
+    """Training a tokenizer on a large corpus took minutes on every run: the same texts and settings now reuse
+    the cached one, and tokenizer.path reuses any tokenizer.json or run folder."""
+    monkeypatch.setenv("GENLOOM_CACHE", str(tmp_path / "cache"))
+    genloom.train(tiny_recipe(tmp_path / "a", max_steps=2))
+    assert "trained and cached in" in capsys.readouterr().out
+    genloom.train(tiny_recipe(tmp_path / "b", max_steps=2))
+    assert "reused from the cache" in capsys.readouterr().out
+    first, second = (tmp_path / name / "run" / "tokenizer.json" for name in "ab")
+    assert first.read_text() == second.read_text()
+    other = tiny_recipe(tmp_path / "c", max_steps=2)
+    other["tokenizer"]["vocab_size"] = 50
+    genloom.train(other)
+    assert "trained and cached in" in capsys.readouterr().out
+    named = tiny_recipe(tmp_path / "d", max_steps=2)
+    named["tokenizer"] = {"kind": "word", "path": str(tmp_path / "c" / "run")}
+    genloom.train(named)
+    assert f"reused from {tmp_path / 'c' / 'run'}" in capsys.readouterr().out
+    assert (tmp_path / "d" / "run" / "tokenizer.json").read_text() == (tmp_path / "c" / "run" / "tokenizer.json").read_text()
+    named["tokenizer"]["path"] = str(tmp_path / "nowhere")
+    named["out_dir"] = str(tmp_path / "e")
+    with pytest.raises(UserError, match="tokenizer file not found"):
+        genloom.train(named)

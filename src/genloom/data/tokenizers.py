@@ -9,16 +9,20 @@ kind. The four special tokens come first, so their ids are fixed: ``<pad>`` 0, `
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import tokenizers
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
 from genloom.checkpoint import atomic_write
+from genloom.config import TokenizerConfig, word_split
 from genloom.errors import UserError
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -170,6 +174,54 @@ class Tokenizer:
             return cls(hf, kind)
         hf.add_special_tokens([MASK])
         return cls(hf, kind, {**DEFAULT_SPECIALS, "mask": MASK})
+
+
+def cache_folder() -> Path:
+    """Where trained tokenizers are cached: ``$GENLOOM_CACHE``, else ``$XDG_CACHE_HOME/genloom``, else
+    ``~/.cache/genloom``; each under ``tokenizers/<key>/``."""
+    root = os.environ.get("GENLOOM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "genloom"
+    return Path(root) / "tokenizers"
+
+
+def cache_key(cfg: TokenizerConfig, texts: list[str], mask_token: bool) -> str:
+    """A digest of everything a trained tokenizer depends on: its settings, genloom's way of training that kind,
+    the ``tokenizers`` version, and every text (in order)."""
+    digest = hashlib.sha256()
+    settings = {"kind": cfg.kind, "vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
+                "split": word_split(cfg) if cfg.kind == "word" else None, "mask": mask_token, "format": 2,
+                "tokenizers": tokenizers.__version__}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", errors="surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def tokenizer_for(cfg: TokenizerConfig, texts: list[str], mask_token: bool = False) -> tuple[Tokenizer, str]:
+    """The recipe's tokenizer and where it came from: the one ``cfg.path`` names (a ``tokenizer.json`` or a run
+    folder), else one trained on ``texts`` with these settings before (the cache, when ``cfg.cache``), else a
+    newly trained one (then cached)."""
+    if cfg.path:
+        tokenizer = Tokenizer.load(cfg.path)
+        if mask_token and tokenizer.mask_id is None:
+            raise UserError(f"tokenizer.path {cfg.path} has no mask token; this family needs one (train its tokenizer "
+                            "with a bert recipe, or leave tokenizer.path unset).")
+        return tokenizer, f"reused from {cfg.path}"
+    folder = cache_folder() / cache_key(cfg, texts, mask_token) if cfg.cache else None
+    if folder is not None and (folder / TOKENIZER_FILE).is_file():
+        try:
+            return Tokenizer.load(folder), f"reused from the cache ({folder})"
+        except UserError:
+            pass  # a damaged cache entry is trained again and replaced
+    tokenizer = Tokenizer.train(cfg.kind, texts, cfg.vocab_size, cfg.min_frequency, mask_token=mask_token,
+                                split=word_split(cfg))
+    if folder is None:
+        return tokenizer, "trained"
+    try:
+        tokenizer.save(folder)
+    except UserError as error:  # an unwritable cache costs the next run time, never this one
+        return tokenizer, f"trained (not cached: {error})"
+    return tokenizer, f"trained and cached in {folder}"
 
 
 def _word_level(counts: Counter, vocab_size: int, min_frequency: int) -> HFTokenizer:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,9 @@ import torch
 from genloom import __version__
 from genloom.checkpoint import (LOCK_FILE, RUN_FILES, clear_run, has_progress, is_genloom_run, lock_run,
                                 read_json, write_json)
-from genloom.config import DataConfig, RunConfig, TokenizerConfig, from_dict, to_dict, word_split
+from genloom.config import DataConfig, RunConfig, TokenizerConfig, from_dict, to_dict
 from genloom.data.batching import Batch
-from genloom.data.tokenizers import UNK_ID, Tokenizer
+from genloom.data.tokenizers import UNK_ID, Tokenizer, tokenizer_for
 from genloom.device import check_fits, check_precision, resolve_device
 from genloom.errors import UserError
 from genloom.models import FAMILIES, Family
@@ -72,7 +73,12 @@ def check_recipe(run: RunConfig, resume: bool = False, device: str | None = None
         _check_resume_matches(run, saved, run_dir)
         config = from_dict(family.CONFIG, saved["model"], "model")
     elif run.init_from:
+        if run.tokenizer.path:
+            raise UserError("set either init_from or tokenizer.path: a fine-tuned model keeps its source's tokenizer.")
         config = _fine_tuning_config(run, _fine_tuning_source(run))
+    elif run.tokenizer.path:
+        reused = Tokenizer.load(run.tokenizer.path)
+        config = model_config_for(run, reused.vocab_size, mask_id=UNK_ID)
     else:
         config = model_config_for(run, run.tokenizer.vocab_size, mask_id=UNK_ID)
     with torch.device("meta"):  # counted without allocating anything
@@ -86,9 +92,12 @@ def _check_resume_matches(run: RunConfig, saved: dict[str, Any], run_dir: Path) 
     sections = {"data": DataConfig, "tokenizer": TokenizerConfig}  # compared with the defaults of keys added since
     for section in ("family", "model", "data", "tokenizer"):
         before = recipe.get(section)
+        now = to_dict(run)[section]
         if section in sections and isinstance(before, dict):
             before = to_dict(from_dict(sections[section], before, section))
-        if before != to_dict(run)[section]:
+        if section == "tokenizer" and isinstance(before, dict):  # the cache holds the same tokenizer, or none
+            before, now = {**before, "cache": None}, {**now, "cache": None}
+        if before != now:
             raise UserError(
                 f"cannot resume {run_dir}: its '{section}' settings differ from this config's; "
                 "resume with the config it was started with, or train into a new out_dir."
@@ -123,9 +132,11 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
         if source is not None:
             tokenizer, model_config = source.tokenizer, _fine_tuning_config(run, source)
         else:
-            texts = tokenizer_texts()
-            tokenizer = Tokenizer.train(run.tokenizer.kind, texts, run.tokenizer.vocab_size, run.tokenizer.min_frequency,
-                                        mask_token=family.MASK_TOKEN, split=word_split(run.tokenizer))
+            started = time.time()
+            tokenizer, origin = tokenizer_for(run.tokenizer, [] if run.tokenizer.path else tokenizer_texts(),
+                                              mask_token=family.MASK_TOKEN)
+            print(f"tokenizer: {run.tokenizer.kind}, {tokenizer.vocab_size:,} tokens, {origin} "
+                  f"({time.time() - started:.1f} s)")
             model_config = model_config_for(run, tokenizer.vocab_size, tokenizer.mask_id)
         tokenizer.save(run_dir)
         write_json(run_dir / "config.json", checkpoint_config(run, model_config, tokenizer))
