@@ -62,7 +62,7 @@ def _other_tokenizer(run: Path) -> None:
     from genloom.data.tokenizers import Tokenizer
 
     other = Tokenizer.train("char", ["a different corpus altogether"], vocab_size=100)
-    (run / "tokenizer.json").write_text(other.save(run / "tokenizer.json"), encoding="utf-8")
+    other.save(run)
 
 
 def _poison(run: Path) -> None:
@@ -134,6 +134,12 @@ CASES = [
     (["train", R, "model.hidden_dim=3000000"], "GiB"),
     (["train", R, "tokenizer.kind=sentencepiece"], "'tokenizer.kind' must be one of"),
     (["train", R, "tokenizer.vocab_size=abc"], "must be a int"),
+    (["train", R, "tokenizer.path={root}/nowhere.json"], "tokenizer file not found"),
+    (["train", R, "tokenizer.path={root}/latin1.txt"], "not a valid tokenizer file"),
+    (["train", R, "tokenizer.kind=char", "tokenizer.split=whitespace"], "applies to the word tokenizer only"),
+    (["train", R, "train.max_time=soon"], "must be a duration such as 90s"),
+    (["train", R, "train.progress_every=-1"], "'train.progress_every' must be at least 0"),
+    (["config", "diffusion"], "unknown model family 'diffusion'"),
     (["train", R, "data.format=xml"], "'data.format' must be one of"),
     (["train", R, "data.batching=random"], "'data.batching' must be one of"),
     (["train", R, "data.valid_fraction=1.5"], "'data.valid_fraction' must lie in"),

@@ -82,7 +82,8 @@ def decode_in_order(inputs: list[str], decode: Callable[[list[str]], list[Any]],
     Inputs are taken in windows of four batches, each sorted by length so a batch wastes little on padding (as
     fairseq's interactive ``--buffer-size``); output order is always input order.
     """
-    bar = tqdm(total=len(inputs), unit=f" {unit}", file=sys.stderr, disable=None, dynamic_ncols=True)
+    bar = tqdm(total=len(inputs), unit=f" {unit}", file=sys.stderr, disable=None if len(inputs) > 1 else True,
+               dynamic_ncols=True)
     done: dict[int, Any] = {}
     written = 0
     for start in range(0, len(inputs), 4 * batch_size):

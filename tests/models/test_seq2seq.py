@@ -117,3 +117,19 @@ def test_scheduled_sampling_feeds_predictions_in_training_only():
     trained = model.loss(BATCH).loss
     model.eval()
     assert not torch.equal(trained, model.loss(BATCH).loss)
+
+
+def test_perplexity_is_exp_of_the_nll_without_the_coverage_penalty():
+    """Regression (newcomer report): the pointer-generator's perplexity was exp of the loss with its coverage
+    penalty ("perplexity 1002" where the NLL alone gave 388)."""
+    import math
+
+    from genloom.training.loop import evaluate
+
+    model = tiny(copy=True, coverage=True, coverage_weight=5.0)
+    batch = make_batch(BATCH.source.tolist(), [[11, 12, 13], [14, 15, 16, 17]],
+                       extended=([[5, 6, 7, 8], [9, 10]], [[11, 12, 13], [14, 15, 16, 17]]))
+    batch.source, batch.source_mask = BATCH.source, BATCH.source_mask
+    result = evaluate(model, [batch], torch.device("cpu"))
+    assert result["loss"] > result["nll"] + 0.1 and result["coverage_loss"] > 0
+    assert result["perplexity"] == pytest.approx(math.exp(result["nll"]))

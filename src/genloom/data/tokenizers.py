@@ -142,7 +142,11 @@ class Tokenizer:
                 raise UserError(f"{path.parent / SETTINGS_FILE} is not valid JSON ({error}).") from None
             if not isinstance(settings, dict):
                 raise UserError(f"{path.parent / SETTINGS_FILE} must hold a JSON object.")
-        return cls.from_json(path.read_text(encoding="utf-8"), str(path), settings)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise UserError(f"{path} is not a valid tokenizer file (not UTF-8 at byte {error.start}).") from None
+        return cls.from_json(text, str(path), settings)
 
     @classmethod
     def train(cls, kind: str, texts: list[str], vocab_size: int = 10000, min_frequency: int = 1,
