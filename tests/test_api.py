@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tokenizers import Tokenizer as HFTokenizer
 
 import genloom
 from genloom import device
@@ -80,6 +81,8 @@ def test_inference_reads_cased_text_as_the_lowercased_training_data(lowercased_c
     assert [r.text for r in model.transduce([cased, lowered])] == [model.transduce([lowered])[0].text] * 2
     assert model.transduce([cased])[0].source_tokens == known + ["."]
     assert model.evaluate_pairs([(cased, cased)])["loss"] == model.evaluate_pairs([(lowered, lowered)])["loss"]
+    theirs = HFTokenizer.from_file(str(lowercased_copier / "tokenizer.json"))  # on its own, it lowercases too
+    assert theirs.encode(cased, add_special_tokens=False).ids == model.tokenizer.encode(lowered)
 
 
 def test_no_unk_keeps_unk_out_of_the_output_by_default(lowercased_copier):

@@ -150,7 +150,7 @@ class Tokenizer:
 
     @classmethod
     def train(cls, kind: str, texts: list[str], vocab_size: int = 10000, min_frequency: int = 1,
-              mask_token: bool = False, split: str = "punctuation") -> "Tokenizer":
+              mask_token: bool = False, split: str = "punctuation", lowercase: bool = False) -> "Tokenizer":
         """Train a tokenizer of ``kind`` on ``texts`` (with a ``<mask>`` token when ``mask_token``).
 
         Args:
@@ -160,6 +160,8 @@ class Tokenizer:
             min_frequency: units seen fewer times are left out (char, word, bpe).
             split: how a word tokenizer finds words: ``punctuation`` (whitespace, then punctuation and
                 symbols apart, ``WORD_PATTERN``) or ``whitespace`` (for text that is tokenized already).
+            lowercase: the recipe lowercases its text (``data.lowercase``): the tokenizer lowercases too, so that
+                ``tokenizer.json`` used on its own (in Hugging Face ``tokenizers``) reads text as training did.
         """
         if kind not in KINDS:
             raise UserError(f"unknown tokenizer kind '{kind}'; expected one of {', '.join(KINDS)}.")
@@ -174,6 +176,9 @@ class Tokenizer:
         else:
             build = {"char": _train_char, "word": _train_word, "bpe": _train_bpe, "unigram": _train_unigram}[kind]
             hf = build(texts, vocab_size, min_frequency)
+        if lowercase:
+            hf.normalizer = (normalizers.Sequence([normalizers.Lowercase(), hf.normalizer]) if hf.normalizer
+                             else normalizers.Lowercase())
         if not mask_token:
             return cls(hf, kind)
         hf.add_special_tokens([MASK])
@@ -187,12 +192,12 @@ def cache_folder() -> Path:
     return Path(root) / "tokenizers"
 
 
-def cache_key(cfg: TokenizerConfig, texts: list[str], mask_token: bool) -> str:
+def cache_key(cfg: TokenizerConfig, texts: list[str], mask_token: bool, lowercase: bool) -> str:
     """A digest of everything a trained tokenizer depends on: its settings, genloom's way of training that kind,
     the ``tokenizers`` version, and every text (in order)."""
     digest = hashlib.sha256()
     settings = {"kind": cfg.kind, "vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
-                "split": word_split(cfg) if cfg.kind == "word" else None, "mask": mask_token, "format": 2,
+                "split": word_split(cfg) if cfg.kind == "word" else None, "mask": mask_token, "lowercase": lowercase, "format": 2,
                 "tokenizers": tokenizers.__version__}
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for text in texts:
@@ -201,7 +206,8 @@ def cache_key(cfg: TokenizerConfig, texts: list[str], mask_token: bool) -> str:
     return digest.hexdigest()[:32]
 
 
-def tokenizer_for(cfg: TokenizerConfig, texts: list[str], mask_token: bool = False) -> tuple[Tokenizer, str]:
+def tokenizer_for(cfg: TokenizerConfig, texts: list[str], mask_token: bool = False,
+                  lowercase: bool = False) -> tuple[Tokenizer, str]:
     """The recipe's tokenizer and where it came from: the one ``cfg.path`` names (a ``tokenizer.json`` or a run
     folder), else one trained on ``texts`` with these settings before (the cache, when ``cfg.cache``), else a
     newly trained one (then cached)."""
@@ -211,14 +217,14 @@ def tokenizer_for(cfg: TokenizerConfig, texts: list[str], mask_token: bool = Fal
             raise UserError(f"tokenizer.path {cfg.path} has no mask token; this family needs one (train its tokenizer "
                             "with a bert recipe, or leave tokenizer.path unset).")
         return tokenizer, f"reused from {cfg.path}"
-    folder = cache_folder() / cache_key(cfg, texts, mask_token) if cfg.cache else None
+    folder = cache_folder() / cache_key(cfg, texts, mask_token, lowercase) if cfg.cache else None
     if folder is not None and (folder / TOKENIZER_FILE).is_file():
         try:
             return Tokenizer.load(folder), f"reused from the cache ({folder})"
         except UserError:
             pass  # a damaged cache entry is trained again and replaced
     tokenizer = Tokenizer.train(cfg.kind, texts, cfg.vocab_size, cfg.min_frequency, mask_token=mask_token,
-                                split=word_split(cfg))
+                                split=word_split(cfg), lowercase=lowercase)
     if folder is None:
         return tokenizer, "trained"
     try:

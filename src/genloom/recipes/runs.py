@@ -134,7 +134,7 @@ def open_run(run: RunConfig, resume: bool, tokenizer_texts: Callable[[], list[st
         else:
             started = time.time()
             tokenizer, origin = tokenizer_for(run.tokenizer, [] if run.tokenizer.path else tokenizer_texts(),
-                                              mask_token=family.MASK_TOKEN)
+                                              mask_token=family.MASK_TOKEN, lowercase=run.data.lowercase)
             print(f"tokenizer: {run.tokenizer.kind}, {tokenizer.vocab_size:,} tokens, {origin} "
                   f"({time.time() - started:.1f} s)")
             model_config = model_config_for(run, tokenizer.vocab_size, tokenizer.mask_id)
