@@ -92,3 +92,31 @@ def test_no_unk_keeps_unk_out_of_the_output_by_default(lowercased_copier):
     assert any("<unk>" in text for text in allowed)
     for options in ({}, {"method": "beam"}, {"method": "sample", "seed": 1}):
         assert not any("<unk>" in r.text for r in model.transduce(sources, **options))
+
+
+@pytest.mark.parametrize("options", [{}, {"method": "sample", "seed": 3}, {"method": "beam", "num_beams": 4}],
+                         ids=["greedy", "sample", "beam"])
+def test_a_banned_phrase_the_model_prefers_never_appears(trained_run, options):
+    lm = genloom.load(trained_run, device="cpu")
+    prompts = ["the cat", "two dogs", "a", "the", "every", "some"] * 2
+    greedy = " ".join(row[0] for row in lm.complete(prompts, max_new_tokens=20))
+    words = greedy.split()
+    phrase = max(sorted({f"{a} {b}" for a, b in zip(words, words[1:])}), key=greedy.count)
+    assert greedy.count(phrase) >= 2  # a phrase this model prefers
+    banned = [row[0] for row in lm.complete(prompts, max_new_tokens=20, ban_words=[phrase], **options)]
+    assert not any(phrase in text for text in banned)
+    first = phrase.split()[0]
+    biased = [row[0] for row in lm.complete(prompts, max_new_tokens=20, bias={first: -50.0}, **options)]
+    assert not any(first in text.split() for text in biased)
+
+
+def test_ban_words_works_for_a_seq2seq_model_and_refuses_what_the_tokenizer_cannot_write(lowercased_copier):
+    model = genloom.load(lowercased_copier, device="cpu")
+    known = [w for w in (f"word{i}" for i in range(20)) if model.tokenizer.hf.token_to_id(w) is not None][:3]
+    source = " ".join(known) + "."
+    chosen = model.transduce([source])[0].text.split()[0]  # the word it writes first
+    for method in ("greedy", "beam"):
+        output = model.transduce([source], method=method, ban_words=[chosen.upper()])[0].text  # lowercased, as inputs
+        assert chosen not in output.split()
+    with pytest.raises(UserError, match=r"ban_words: the tokenizer of .* has no token for 'zebra'"):
+        model.transduce([source], ban_words=["zebra crossing"])

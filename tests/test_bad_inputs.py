@@ -186,6 +186,13 @@ CASES = [
     (["export", "{root}/ckpt_config", "{root}/export_new"], "truncated or corrupt"),
     # decoding options
     (["generate", LM, "--max-new-tokens", "0"], "max_new_tokens must be at least 1"),
+    (["generate", LM, "--ban-words", "the zebra"], "has no token for 'zebra'"),
+    (["generate", LM, "--ban-words", "  "], "ban_words holds an empty phrase"),
+    (["generate", LM, "--ban-words-file", "{root}/blank.txt"], "data file is empty"),
+    (["generate", LM, "--ban-words-file", "{root}/missing.txt"], "data file not found"),
+    (["generate", LM, "--bias", "the cat"], "must look like PHRASE=VALUE"),
+    (["generate", LM, "--bias", "the=lots"], "must look like PHRASE=VALUE"),
+    (["generate", LM, "--bias", "=2"], "bias needs a non-empty phrase"),
     (["generate", LM, "--min-new-tokens", "60"], "min_new_tokens must lie in"),
     (["generate", LM, "--min-new-tokens", "-1"], "min_new_tokens must lie in"),
     (["generate", LM, "--method", "sample", "--temperature", "0"], "temperature must be positive"),

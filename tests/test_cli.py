@@ -239,3 +239,12 @@ def test_evaluate_states_its_decoding_and_reports_rouge_with_signatures(lowercas
                  "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["decoding"].startswith("greedy search") and {"rouge1", "rouge2", "rougeL"} <= set(result)
+
+
+def test_ban_words_and_bias_from_the_command_line(trained_run, tmp_path, capsys):
+    assert main(["generate", str(trained_run), "--prompt", "the", "--max-new-tokens", "12"]) == 0
+    word = capsys.readouterr().out.split()[1]  # the first word the model adds
+    (tmp_path / "ban.txt").write_text(f"# banned\n{word}\n", encoding="utf-8")
+    for option in (["--ban-words", word], ["--ban-words-file", str(tmp_path / "ban.txt")], ["--bias", f"{word}=-80"]):
+        assert main(["generate", str(trained_run), "--prompt", "the", "--max-new-tokens", "12", *option]) == 0
+        assert word not in capsys.readouterr().out.split()[1:]

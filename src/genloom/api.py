@@ -12,7 +12,7 @@ import torch
 from genloom.config import DataConfig, RunConfig, apply_overrides, from_dict, load_run_config, parse_run_config
 from genloom.data.batching import pad
 from genloom.data.readers import read_corpus, transform_text
-from genloom.decoding.generate import GenerationConfig, beam_search, generate
+from genloom.decoding.generate import GenerationConfig, TokenRules, beam_search, generate
 from genloom.errors import UserError
 from genloom.metrics import bleu, chrf, rouge, rouge_signature
 from genloom.models.huggingface import export_gpt2
@@ -118,10 +118,32 @@ class LoadedModel:
         return GenerationConfig(**options)
 
     def _engine_args(self, cfg: GenerationConfig, context: Any, oov: list[str]) -> dict[str, Any]:
-        unk = self.tokenizer.unk_id
         return dict(context=context, max_context=getattr(self.model, "max_context", None),
                     detokenize=lambda ids: self._decode(ids, oov), start_token=not self.huggingface_prompts,
-                    suppress=[unk] if cfg.no_unk and unk is not None else None)
+                    rules=self.token_rules(cfg))
+
+    def token_rules(self, cfg: GenerationConfig) -> TokenRules:
+        """``cfg``'s text-level rules as token ids: ``<unk>`` suppressed (``no_unk``), the ``ban_words`` and
+        ``bias`` phrases as every token sequence this tokenizer writes them with (alone and after a space)."""
+        unk = self.tokenizer.unk_id
+        return TokenRules(suppress=[unk] if cfg.no_unk and unk is not None else [],
+                          banned=[ids for phrase in cfg.ban_words for ids in self.phrase_ids(phrase, "ban_words")],
+                          bias=[(ids, value) for phrase, value in cfg.bias.items()
+                                for ids in self.phrase_ids(phrase, "bias")])
+
+    def phrase_ids(self, phrase: str, option: str) -> list[list[int]]:
+        """The distinct token sequences of ``phrase`` as it would be generated: on its own and after a space
+        (byte-level BPE and unigram write a word differently there), transformed as the recipe's text is."""
+        variants: list[list[int]] = []
+        for text in (self.prepare(phrase.strip()), " " + self.prepare(phrase.strip())):
+            ids = self.tokenizer.encode(text)
+            if self.tokenizer.unk_id is not None and self.tokenizer.unk_id in ids:
+                unknown = [w for w, i in zip(self.tokenizer.spans(text), ids) if i == self.tokenizer.unk_id]
+                raise UserError(f"{option}: the tokenizer of {self.path} has no token for {unknown[0]!r} in "
+                                f"{phrase!r}, so the phrase cannot be expressed (the model cannot write it either).")
+            if ids and ids not in variants:
+                variants.append(ids)
+        return variants
 
     def generate(self, prompt: str = "", **options: Any) -> Iterator[str]:
         """Stream the output for ``prompt`` as text pieces, as the tokens are chosen.

@@ -64,6 +64,14 @@ def _add_decoding_options(parser: argparse.ArgumentParser, d: GenerationConfig =
     group.add_argument("--stop", action="append", default=[], metavar="TEXT",
                        help="end a sequence when this text appears (repeatable); the text is cut before it.")
     group.add_argument("--seed", type=int, default=d.seed, help="random seed for sampling, for repeatable output.")
+    group.add_argument("--ban-words", action="append", default=[], metavar="PHRASE",
+                       help="never generate this word or phrase (repeatable; multi-token phrases are banned at their "
+                            "last token, as transformers' bad_words_ids)")
+    group.add_argument("--ban-words-file", default=None, metavar="FILE",
+                       help="never generate any phrase of FILE (one a line)")
+    group.add_argument("--bias", action="append", default=[], metavar="PHRASE=VALUE",
+                       help='add VALUE to the score of PHRASE when it may come next, e.g. --bias "the cat=+2.0" '
+                            "(repeatable; negative values discourage)")
     unk = group.add_mutually_exclusive_group()
     unk.add_argument("--no-unk", dest="no_unk", action="store_true", default=d.no_unk,
                      help="never output the unknown-word token <unk> (the default, where the tokenizer has one).")

@@ -34,7 +34,25 @@ def _generation_options(args: argparse.Namespace) -> dict:
                 repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram,
                 num_beams=args.default_beams if args.beam is None else args.beam,
                 length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
-                num_return_sequences=args.n_best, stop_strings=args.stop, seed=args.seed, no_unk=args.no_unk)
+                num_return_sequences=args.n_best, stop_strings=args.stop, seed=args.seed, no_unk=args.no_unk,
+                ban_words=args.ban_words + (_phrases(args.ban_words_file) if args.ban_words_file else []),
+                bias=dict(_bias(item) for item in args.bias))
+
+
+def _phrases(path: str) -> list[str]:
+    """The phrases of a ban-list file, one a line (blank lines and lines starting with # skipped)."""
+    phrases = [line for line in read_lines(path) if not line.startswith("#")]
+    if not phrases:
+        raise UserError(f"--ban-words-file {path} holds no phrase.")
+    return phrases
+
+
+def _bias(item: str) -> tuple[str, float]:
+    phrase, _, value = item.rpartition("=")
+    try:
+        return phrase, float(value)
+    except ValueError:
+        raise UserError(f"--bias {item!r} must look like PHRASE=VALUE, for example \"the cat=+2.0\".") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:

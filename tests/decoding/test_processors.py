@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from genloom.decoding.processors import (MinNewTokens, NoRepeatNGram, RepetitionPenalty, SuppressTokens, Temperature,
-                                         TopK, TopP)
+from genloom.decoding.processors import (BanSequences, MinNewTokens, NoRepeatNGram, RepetitionPenalty, SequenceBias,
+                                         SuppressTokens, Temperature, TopK, TopP)
 
 INF = float("-inf")
 
@@ -42,6 +42,19 @@ def test_suppress_tokens_bans_them_in_every_row():
     assert out.tolist() == [[0, INF, 0, INF, 0]] * 2
 
 
+def test_ban_sequences_bans_the_last_token_only_after_the_rest():
+    tokens = torch.tensor([[5, 1, 2], [1, 2, 1], [7, 7, 7]])
+    out = applied(BanSequences([[1, 2, 3], [4]]), tokens, torch.zeros(3, 6))
+    assert out.tolist() == [[0, 0, 0, INF, INF, 0], [0, 0, 0, 0, INF, 0], [0, 0, 0, 0, INF, 0]]
+    assert applied(BanSequences([[9, 3]]), torch.tensor([[9]]), torch.zeros(1, 3)).tolist() == [[0, 0, 0]]  # 3 ≥ V
+
+
+def test_sequence_bias_adds_to_the_last_token_after_the_rest():
+    tokens = torch.tensor([[5, 1], [1, 5]])
+    out = applied(SequenceBias([([1, 2], 3.0), ([4], -1.0), ([0, 4], 0.5)]), tokens, torch.zeros(2, 5))
+    assert out.tolist() == [[0, 0, 3.0, 0, -1.0], [0, 0, 0, 0, -1.0]]
+
+
 def test_top_k_keeps_k_best():
     out = applied(TopK(2), None, torch.tensor([[1.0, 4.0, 3.0, 2.0]]))
     assert out.tolist() == [[INF, 4.0, 3.0, INF]]
@@ -62,7 +75,8 @@ def test_top_p_keeps_the_smallest_set_with_mass_at_least_p(p, kept):
 
 @pytest.mark.parametrize("make", [lambda: RepetitionPenalty(0), lambda: NoRepeatNGram(0), lambda: TopK(-1),
                                   lambda: Temperature(0), lambda: TopP(0), lambda: TopP(1.1),
-                                  lambda: SuppressTokens([-1])])
+                                  lambda: SuppressTokens([-1]), lambda: BanSequences([[]]),
+                                  lambda: SequenceBias([([-2], 1.0)])])
 def test_arguments_are_checked_at_construction(make):
     with pytest.raises(ValueError):
         make()

@@ -3,6 +3,7 @@ that the command line can show these defaults without importing it."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,7 +15,9 @@ class GenerationConfig:
     """How to decode. Invalid values raise ``UserError`` when the config is made.
 
     ``no_unk`` forbids the unknown-word token ``<unk>`` in the output (where the tokenizer has one): a reader
-    wants the likeliest real word there, not a placeholder.
+    wants the likeliest real word there, not a placeholder. ``ban_words``: words or phrases never generated
+    (each as the tokenizer writes it, and with a leading space); ``bias``: phrase → a number added to the score
+    of its last token wherever the rest has just been generated (positive favours the phrase).
     """
 
     method: Literal["greedy", "sample", "beam"] = "greedy"
@@ -32,6 +35,8 @@ class GenerationConfig:
     stop_strings: list[str] = field(default_factory=list)
     seed: int | None = None
     no_unk: bool = True
+    ban_words: list[str] = field(default_factory=list)
+    bias: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "sample", "beam"):
@@ -51,6 +56,10 @@ class GenerationConfig:
              f"num_return_sequences must lie in [1, num_beams] for beam search and be 1 otherwise, "
              f"got {self.num_return_sequences}"),
         ]
+        checks += [(bool(phrase.strip()), "ban_words holds an empty phrase") for phrase in self.ban_words]
+        checks += [(bool(phrase.strip()) and math.isfinite(value),
+                    f"bias needs a non-empty phrase and a finite number, got {phrase!r}={value}")
+                   for phrase, value in self.bias.items()]
         for ok, message in checks:
             if not ok:
                 raise UserError(message + ".")

@@ -14,7 +14,7 @@ of every row is real tokens only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -24,7 +24,9 @@ from genloom.decoding.config import GenerationConfig
 from genloom.decoding.processors import (
     MinNewTokens,
     NoRepeatNGram,
+    BanSequences,
     RepetitionPenalty,
+    SequenceBias,
     SuppressTokens,
     Temperature,
     TopK,
@@ -75,30 +77,48 @@ def _attention(model: StepModel, state: Any) -> Tensor | None:
     return report(state) if report is not None else None
 
 
+@dataclass
+class TokenRules:
+    """Token-level rules that callers derive from text-level options (the API, from ``no_unk``, ``ban_words`` and
+    ``bias`` through the tokenizer): ids never chosen, token sequences never completed, and sequence biases."""
+
+    suppress: list[int] = field(default_factory=list)
+    banned: list[list[int]] = field(default_factory=list)
+    bias: list[tuple[list[int], float]] = field(default_factory=list)
+
+
 def build_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, for_sampling: bool,
-                     suppress: list[int] | None = None) -> list:
-    """The processor chain in its fixed order (see ``processors.process``): the repetition penalty, the bans
-    (``ban_processors``), then, for sampling, top-k, temperature and top-p.
+                     rules: TokenRules | None = None) -> list:
+    """The processor chain in its fixed order (see ``processors.process``): the repetition penalty and sequence
+    bias (``penalty_processors``), the bans (``ban_processors``), then, for sampling, top-k, temperature and
+    top-p.
 
     Processors see each row's history without its start token when it has one (BOS, or EOS for a
     stream-trained LM), so a repetition penalty never punishes ending a text; ``prompt_lengths`` count the
     prompt without that token too.
     """
-    chain = penalty_processors(cfg) + ban_processors(cfg, eos_id, prompt_lengths, suppress)
+    chain = penalty_processors(cfg, rules) + ban_processors(cfg, eos_id, prompt_lengths, rules)
     if for_sampling:
         chain += [TopK(cfg.top_k), Temperature(cfg.temperature), TopP(cfg.top_p)]
     return chain
 
 
-def penalty_processors(cfg: GenerationConfig) -> list:
-    """The processors that reweigh scores: the repetition penalty, when it is on."""
-    return [RepetitionPenalty(cfg.repetition_penalty)] if cfg.repetition_penalty != 1.0 else []
+def penalty_processors(cfg: GenerationConfig, rules: TokenRules | None = None) -> list:
+    """The processors that reweigh scores: the repetition penalty, then the sequence biases, each when it is on."""
+    chain: list = [RepetitionPenalty(cfg.repetition_penalty)] if cfg.repetition_penalty != 1.0 else []
+    if rules is not None and rules.bias:
+        chain.append(SequenceBias(rules.bias))
+    return chain
 
 
-def ban_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, suppress: list[int] | None = None) -> list:
-    """The processors that forbid tokens outright (−inf): the ``suppress`` ids, no-repeat n-gram, then minimum
-    length."""
-    chain: list = [SuppressTokens(suppress)] if suppress else []
+def ban_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, rules: TokenRules | None = None) -> list:
+    """The processors that forbid tokens outright (−inf): suppressed ids, banned sequences, no-repeat n-gram,
+    then minimum length."""
+    chain: list = []
+    if rules is not None and rules.suppress:
+        chain.append(SuppressTokens(rules.suppress))
+    if rules is not None and rules.banned:
+        chain.append(BanSequences(rules.banned))
     if cfg.no_repeat_ngram_size > 0:
         chain.append(NoRepeatNGram(cfg.no_repeat_ngram_size))
     if cfg.min_new_tokens > 0:
@@ -161,7 +181,7 @@ def generate(
     max_context: int | None = None,
     detokenize: Callable[[list[int]], str] | None = None,
     start_token: bool = True,
-    suppress: list[int] | None = None,
+    rules: TokenRules | None = None,
 ) -> Iterator[StepOutput]:
     """Decode a batch of prompts, yielding one ``StepOutput`` per step as tokens are chosen.
 
@@ -179,7 +199,7 @@ def generate(
         detokenize: ids → text, needed for ``cfg.stop_strings``.
         start_token: each prompt begins with the model's start token, which the processors do not see
             (False for prompts made as a Hugging Face tokenizer makes them, which the processors see whole).
-        suppress: token ids never chosen (the API passes ``<unk>`` when ``cfg.no_unk``).
+        rules: token-level rules (suppressed ids, banned sequences, sequence biases; see ``TokenRules``).
 
     Yields:
         StepOutput with (B,) tokens and (B,) emitted flags.
@@ -192,7 +212,7 @@ def generate(
     """
     if cfg.method == "beam":
         best = [hyps[0] for hyps in beam_search(model, prompts, cfg, eos_id, context, max_context, detokenize,
-                                                start_token, suppress)]
+                                                start_token, rules)]
         device = _device(model)
         for position in range(max((len(b.tokens) for b in best), default=0)):
             tokens = torch.tensor([b.tokens[position] if position < len(b.tokens) else eos_id for b in best], device=device)
@@ -207,7 +227,7 @@ def generate(
     sampling = cfg.method == "sample"
     choose = sample_choice if sampling else greedy_choice
     skip = int(start_token)  # the start token is not text: processors never see it
-    processors = build_processors(cfg, eos_id, lengths - skip, for_sampling=sampling, suppress=suppress)
+    processors = build_processors(cfg, eos_id, lengths - skip, for_sampling=sampling, rules=rules)
     generator = _seeded_generator(cfg.seed, device)
     history = padded[:, :common]  # (B, T)
     logits, state = model.step(history, state)  # (B, V)
@@ -272,7 +292,7 @@ def beam_search(
     max_context: int | None = None,
     detokenize: Callable[[list[int]], str] | None = None,
     start_token: bool = True,
-    suppress: list[int] | None = None,
+    rules: TokenRules | None = None,
 ) -> list[list[Hypothesis]]:
     """Batched beam search; returns the ``cfg.num_return_sequences`` best hypotheses of each prompt.
 
@@ -282,10 +302,10 @@ def beam_search(
     that do not finish stay open. Each row keeps its K best finished hypotheses and stops when the best open beam,
     scored at its current length, is no better than the worst of them (``_cannot_improve``). Scores are summed
     log-probabilities of the new tokens (EOS included) divided by length ** ``length_penalty``, plus GNMT's
-    coverage penalty for attending models when ``coverage_penalty`` > 0. Bans (``suppress``, no-repeat n-gram, minimum length)
-    put −inf on the normalised log-probabilities; the repetition penalty, a deliberate difference, acts on the
-    logits before they are normalised, as it does in greedy search and sampling (``transformers`` applies it to
-    the log-probabilities in beam search).
+    coverage penalty for attending models when ``coverage_penalty`` > 0. Bans (suppressed ids, banned sequences,
+    no-repeat n-gram, minimum length) put −inf on the normalised log-probabilities; the repetition penalty and
+    sequence biases, a deliberate difference, act on the logits before they are normalised, as they do in greedy
+    search and sampling (``transformers`` applies the penalty to the log-probabilities in beam search).
 
     Example:
         >>> # hyps = beam_search(lm.model, [[lm.start_id]], GenerationConfig(method="beam"), eos_id)
@@ -294,8 +314,8 @@ def beam_search(
     device, lengths, padded, common, state = _prepare(model, prompts, context, max_context)
     batch, beams = len(prompts), cfg.num_beams
     skip = int(start_token)  # the start token is not text: processors never see it
-    penalty = penalty_processors(cfg)
-    bans = ban_processors(cfg, eos_id, lengths.repeat_interleave(beams) - skip, suppress)
+    penalty = penalty_processors(cfg, rules)
+    bans = ban_processors(cfg, eos_id, lengths.repeat_interleave(beams) - skip, rules)
     logits, state = model.step(padded[:, :common], state)  # (B, V)
     state = _expand(model, state, batch, beams, device)
     logits = logits.repeat_interleave(beams, dim=0)  # (B*K, V)

@@ -79,6 +79,67 @@ class SuppressTokens:
         return logits.masked_fill(banned, NEG_INF)
 
 
+def _ends_with(tokens: Tensor, prefix: list[int]) -> Tensor:
+    """(B,) True where a row's history ``tokens`` (B, T) ends with ``prefix`` (always True for an empty one)."""
+    if not prefix:
+        return torch.ones(tokens.size(0), dtype=torch.bool, device=tokens.device)
+    if tokens.size(1) < len(prefix):
+        return torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)
+    tail = tokens[:, tokens.size(1) - len(prefix):]  # (B, len(prefix))
+    return (tail == torch.tensor(prefix, device=tokens.device)).all(dim=1)
+
+
+class BanSequences:
+    """Never complete a banned token sequence: its last token is forbidden wherever the rest of it has just been
+    generated (a one-token sequence is forbidden everywhere), as ``transformers``' ``NoBadWordsLogitsProcessor``.
+
+    Args:
+        sequences: the banned token sequences (each at least one id).
+
+    Example:
+        >>> BanSequences([[2, 3]])(torch.tensor([[1, 2], [2, 1]]), torch.zeros(2, 4)).tolist()
+        [[0.0, 0.0, 0.0, -inf], [0.0, 0.0, 0.0, 0.0]]
+    """
+
+    def __init__(self, sequences: list[list[int]]):
+        if any(not s or min(s) < 0 for s in sequences):
+            raise ValueError(f"banned sequences must be non-empty lists of ids ≥ 0, got {sequences}")
+        self.sequences = [list(s) for s in sequences]
+
+    def __call__(self, tokens: Tensor, logits: Tensor) -> Tensor:
+        banned = torch.zeros_like(logits, dtype=torch.bool)  # (B, V)
+        for sequence in self.sequences:
+            if sequence[-1] < logits.size(-1):
+                banned[:, sequence[-1]] |= _ends_with(tokens, sequence[:-1])
+        return logits.masked_fill(banned, NEG_INF)
+
+
+class SequenceBias:
+    """Add ``bias`` to the score of the last token of each sequence wherever the rest of it has just been
+    generated (a one-token sequence everywhere), as ``transformers``' ``SequenceBiasLogitsProcessor``: a
+    positive bias favours the phrase, a negative one discourages it.
+
+    Args:
+        biases: (token sequence, bias) pairs.
+
+    Example:
+        >>> SequenceBias([([3], 2.0)])(torch.tensor([[1]]), torch.zeros(1, 4)).tolist()
+        [[0.0, 0.0, 0.0, 2.0]]
+    """
+
+    def __init__(self, biases: list[tuple[list[int], float]]):
+        if any(not s or min(s) < 0 for s, _ in biases):
+            raise ValueError(f"biased sequences must be non-empty lists of ids ≥ 0, got {biases}")
+        self.biases = [(list(s), float(b)) for s, b in biases]
+
+    def __call__(self, tokens: Tensor, logits: Tensor) -> Tensor:
+        added = torch.zeros_like(logits)  # (B, V)
+        for sequence, bias in self.biases:
+            if sequence[-1] < logits.size(-1):
+                added[:, sequence[-1]] += _ends_with(tokens, sequence[:-1]).to(logits.dtype) * bias
+        return logits + added
+
+
 class MinNewTokens:
     """Forbid EOS until each row has generated ``min_new`` tokens past its prompt.
 
@@ -160,8 +221,9 @@ class TopP:
 def process(processors: list, tokens: Tensor, logits: Tensor) -> Tensor:
     """Apply ``processors`` in order.
 
-    ``build_processors`` orders them: repetition penalty, no-repeat n-gram and
-    minimum length act on the model's scores first; then, for sampling only,
+    ``build_processors`` orders them: the repetition penalty and sequence bias
+    reweigh the model's scores; the bans (suppressed tokens, banned sequences,
+    no-repeat n-gram, minimum length) forbid tokens; then, for sampling only,
     top-k, temperature and top-p shape the distribution (litgpt's order).
     """
     for processor in processors:
