@@ -15,7 +15,7 @@ LAYERS = [
     {"plot"},  # PNGs written atomically through checkpoint
     {"data", "nn"},
     {"models"},
-    {"decoding", "training", "metrics"},
+    {"decoding", "training", "metrics", "safety"},
     {"recipes"},
     {"api"},
     {"apps"},

@@ -19,6 +19,7 @@ from genloom.models.huggingface import export_gpt2
 from genloom.models.loading import Checkpoint, load_checkpoint
 from genloom.recipes import RECIPES, lm, seq2seq, vae
 from genloom.recipes.runs import family_module
+from genloom.safety import StreamRedactor, redact
 from genloom.training import distributed
 
 
@@ -153,13 +154,15 @@ class LoadedModel:
                 for a seq2seq model the source text.
             **options: any ``GenerationConfig`` field (method, max_new_tokens, temperature, top_k,
                 top_p, num_beams, length_penalty, repetition_penalty, no_repeat_ngram_size,
-                min_new_tokens, stop_strings, seed).
+                min_new_tokens, stop_strings, seed, no_unk, ban_words, bias, redact).
 
         Yields:
-            Text pieces whose concatenation is the output (cut before any stop string).
+            Text pieces whose concatenation is the output (cut before any stop string); with ``redact``, personal
+            data never shows, not even in part (pieces are held back until it is safe).
         """
         cfg = self._options(options)
-        (prompt_ids,), context, (oov,) = self._inputs([prompt])
+        (prompt_ids,), context, (oov,) = self._inputs([self.redact_input(prompt, cfg)])
+        redactor = StreamRedactor(cfg.redact) if cfg.redact else None
         new_ids: list[int] = []
         emitted_text = ""
         for step in generate(self.model, [prompt_ids], cfg, self.tokenizer.eos_id, **self._engine_args(cfg, context, oov)):
@@ -170,8 +173,19 @@ class LoadedModel:
             if text.endswith("\ufffd"):  # a multi-byte character is still incomplete
                 continue
             if text.startswith(emitted_text) and len(text) > len(emitted_text):
-                yield text[len(emitted_text):]
+                piece = text[len(emitted_text):]
                 emitted_text = text
+                piece = redactor.feed(piece) if redactor is not None else piece
+                if piece:
+                    yield piece
+        rest = redactor.finish() if redactor is not None else ""
+        if rest:
+            yield rest
+
+    @staticmethod
+    def redact_input(text: str, cfg: GenerationConfig) -> str:
+        """``text`` with its personal data replaced when ``cfg.redact`` asks, before the model reads it."""
+        return redact(text, cfg.redact) if cfg.redact else text
 
     def complete(self, prompts: list[str], **options: Any) -> list[list[str]]:
         """Decode a batch of prompts (or sources) at once; returns ``num_return_sequences`` texts for each.
@@ -188,7 +202,8 @@ class LoadedModel:
         return [row[0] for row in self._decode_batch(sources, options)]
 
     def _decode_batch(self, prompts: list[str], options: dict[str, Any]) -> list[list[Transduction]]:
-        ids, context, oovs = self._inputs(prompts)
+        cfg = self._options(options)
+        ids, context, oovs = self._inputs([self.redact_input(p, cfg) for p in prompts])
         return self._decode_ids(ids, context, oovs, options)
 
     def latent_model(self):
@@ -230,6 +245,8 @@ class LoadedModel:
             text = _cut_at_stop(self._new_text(ids[row], new, oovs[row]), cfg.stop_strings)
             tokens = [oovs[row][i - self.tokenizer.vocab_size] if i >= self.tokenizer.vocab_size
                       else self.tokenizer.id_to_token(i) for i in new]
+            if cfg.redact:  # the text whole, and each token on its own (what an attention plot shows)
+                text, tokens = redact(text, cfg.redact), [redact(t, cfg.redact) for t in tokens]
             return Transduction(text, source_tokens[row], tokens, attention)
 
         if cfg.method == "beam":

@@ -72,6 +72,10 @@ def _add_decoding_options(parser: argparse.ArgumentParser, d: GenerationConfig =
     group.add_argument("--bias", action="append", default=[], metavar="PHRASE=VALUE",
                        help='add VALUE to the score of PHRASE when it may come next, e.g. --bias "the cat=+2.0" '
                             "(repeatable; negative values discourage)")
+    group.add_argument("--redact", nargs="?", const="placeholder", choices=["placeholder", "mask"], default=None,
+                       help="replace personal data (e-mail, phone, card, IBAN, IP, URL, date of birth) in the inputs "
+                            "before the model reads them and in the outputs before they are shown: by <EMAIL>-style "
+                            "placeholders (the default) or by masks")
     unk = group.add_mutually_exclusive_group()
     unk.add_argument("--no-unk", dest="no_unk", action="store_true", default=d.no_unk,
                      help="never output the unknown-word token <unk> (the default, where the tokenizer has one).")
@@ -191,6 +195,16 @@ def build_parser() -> Parser:
     val.add_argument("config", help="the YAML recipe")
     val.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, as for train")
     val.add_argument("--resume", action="store_true", help="check the recipe as 'train --resume' would")
+
+    red = commands.add_parser("redact", help="replace personal data in text",
+                              description="Replace e-mail addresses, phone numbers, payment cards (Luhn-valid), IBANs "
+                                          "(mod-97-valid), IP addresses, URLs and dates of birth in the files (or "
+                                          "stdin) with typed placeholders or masks; write the result to stdout.")
+    red.add_argument("files", nargs="*", metavar="FILE", help="text files (default: stdin)")
+    red.add_argument("--style", choices=["placeholder", "mask"], default="placeholder",
+                     help="placeholder: <EMAIL>, <PHONE>, …; mask: letters and digits as * (default placeholder)")
+    red.add_argument("--kinds", default=None, metavar="KIND,…",
+                     help="only these kinds: EMAIL, URL, IBAN, CARD, IP, PHONE, DOB (default: all)")
 
     config = commands.add_parser("config", help="list every recipe key with its type, default and meaning",
                                  description="List every key a recipe may set (the shared data, tokenizer and train "

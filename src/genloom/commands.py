@@ -19,11 +19,13 @@ from genloom.apps.attention_plot import plot_attention
 from genloom.apps.demo import run_demo
 from genloom.checkpoint import check_writable_file, check_writable_folder, growing_file
 from genloom.config import DataConfig, RunConfig, TokenizerConfig, TrainConfig, describe, load_run_config, word_split
-from genloom.data.readers import read_lines
+from genloom.data.readers import read_lines, read_text
+from genloom.decoding.config import GenerationConfig
 from genloom.errors import UserError
 from genloom.recipes import CHECKS
 from genloom.models import FAMILIES
 from genloom.recipes.runs import family_module
+from genloom.safety import KINDS, redact
 from genloom.training import distributed
 
 
@@ -36,7 +38,7 @@ def _generation_options(args: argparse.Namespace) -> dict:
                 length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
                 num_return_sequences=args.n_best, stop_strings=args.stop, seed=args.seed, no_unk=args.no_unk,
                 ban_words=args.ban_words + (_phrases(args.ban_words_file) if args.ban_words_file else []),
-                bias=dict(_bias(item) for item in args.bias))
+                bias=dict(_bias(item) for item in args.bias), redact=args.redact)
 
 
 def _phrases(path: str) -> list[str]:
@@ -75,7 +77,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             for sample in range(args.num_samples):
                 options_for = dict(options, seed=None if options["seed"] is None else options["seed"] + sample)
                 if prompt:
-                    print(prompt, end="", flush=True)
+                    print(model.redact_input(prompt, GenerationConfig(**options)), end="", flush=True)
                 for piece in model.generate(prompt, **options_for):
                     print(piece, end="", flush=True)
                 print(flush=True)
@@ -85,8 +87,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     def decode(batch: list[str]) -> list[list[str]]:
         rows = model.complete([p for p in batch for _ in range(args.num_samples)], **options)
-        return [[prompt + text for row in rows[i * args.num_samples:(i + 1) * args.num_samples] for text in row]
-                for i, prompt in enumerate(batch)]
+        shown = [model.redact_input(p, GenerationConfig(**options)) for p in batch]
+        return [[shown[i] + text for row in rows[i * args.num_samples:(i + 1) * args.num_samples] for text in row]
+                for i in range(len(batch))]
 
     decode_in_order(prompts, decode, args.batch_size, lambda i, lines: _write_lines(sys.stdout, lines), "prompts")
     return 0
@@ -242,6 +245,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_redact(args: argparse.Namespace) -> int:
+    kinds = tuple(k.strip().upper() for k in args.kinds.split(",")) if args.kinds else KINDS
+    if args.files:
+        texts = [read_text(path) for path in args.files]
+    else:
+        texts = [sys.stdin.read()]
+    for text in texts:
+        sys.stdout.write(redact(text, args.style, kinds))
+    sys.stdout.flush()
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     sections = [("recipe", [row for row in describe(RunConfig) if row[2] != "(section)"]),
                 ("data", describe(DataConfig, "data.")), ("tokenizer", describe(TokenizerConfig, "tokenizer.")),
@@ -265,7 +280,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
-            "evaluate": cmd_evaluate, "config": cmd_config, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
+            "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
             "demo": cmd_demo}
 
 

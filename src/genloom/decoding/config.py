@@ -17,7 +17,9 @@ class GenerationConfig:
     ``no_unk`` forbids the unknown-word token ``<unk>`` in the output (where the tokenizer has one): a reader
     wants the likeliest real word there, not a placeholder. ``ban_words``: words or phrases never generated
     (each as the tokenizer writes it, and with a leading space); ``bias``: phrase → a number added to the score
-    of its last token wherever the rest has just been generated (positive favours the phrase).
+    of its last token wherever the rest has just been generated (positive favours the phrase). ``redact``:
+    personal data (``genloom.safety.redact``) in prompts is replaced before the model reads them, and in
+    outputs before they are shown, by ``placeholder`` (``<EMAIL>``) or ``mask`` (``***@*******.***``).
     """
 
     method: Literal["greedy", "sample", "beam"] = "greedy"
@@ -37,6 +39,7 @@ class GenerationConfig:
     no_unk: bool = True
     ban_words: list[str] = field(default_factory=list)
     bias: dict[str, float] = field(default_factory=dict)
+    redact: Literal["placeholder", "mask"] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "sample", "beam"):
@@ -60,6 +63,8 @@ class GenerationConfig:
         checks += [(bool(phrase.strip()) and math.isfinite(value),
                     f"bias needs a non-empty phrase and a finite number, got {phrase!r}={value}")
                    for phrase, value in self.bias.items()]
+        checks.append((self.redact in (None, "placeholder", "mask"),
+                       f"redact must be placeholder or mask, got {self.redact!r}"))
         for ok, message in checks:
             if not ok:
                 raise UserError(message + ".")
