@@ -19,7 +19,7 @@ import phonenumbers
 
 from genloom.errors import UserError
 
-KINDS = ("EMAIL", "URL", "IBAN", "CARD", "IP", "PHONE", "DOB")  # earlier kinds win overlaps
+KINDS = ("EMAIL", "URL", "IBAN", "CARD", "IP", "DOB", "PHONE")  # earlier kinds win overlaps
 STYLES = ("placeholder", "mask")
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "AU", "BR")  # national formats recognised
 
@@ -45,6 +45,9 @@ _DATE = re.compile(r"\b(?:\d{1,2}[./-]\d{1,2}[./-](?:19|20)?\d{2}|(?:19|20)\d{2}
 _BIRTH_CONTEXT = re.compile(r"(?:\bborn\b|\bbirth|\bd\.?o\.?b\b|\bbirthday\b|\bnée?\b|\bgeboren\b)[^.\n]{0,25}$",
                             re.IGNORECASE)
 # Numbers that phone metadata accepts but whose label says what they are: order, invoice and account numbers.
+_CARD_SHAPED = re.compile(r"\d{4}(?:[ -]\d{4}){3}")
+_PHONE_CONTEXT = re.compile(r"(?:\bcall|\bphone|\btel\b|\btel\.|\bmobile|\bcell|\bnumber|\breach|\bcontact|\bfax|"
+                            r"\bwhatsapp|\bsms|\btext)\b[^.\n]{0,20}$", re.IGNORECASE)
 _NOT_PHONE_BEFORE = re.compile(r"(?:\bISBN(?:-1[03])?|\border|\binvoice|\bref(?:erence)?|\baccount|\bacct|\btracking|"
                                r"\bcustomer|\bticket|\bcase)\s*(?:no\b|number\b|id\b)?[\s:#.]*$|#\s*$", re.IGNORECASE)
 
@@ -119,12 +122,21 @@ def _regex_findings(text: str) -> list[Finding]:
 
 
 def _phone_findings(text: str) -> list[Finding]:
+    """Numbers that libphonenumber accepts: with a ``+CC`` prefix any possible number of that country, else a
+    valid number of one of ``PHONE_REGIONS``. A bare run of digits (no separators) counts only after words that
+    say it is a phone number, a card-shaped 4-4-4-4 group never, nor a number labelled as something else."""
     found: dict[tuple[int, int], Finding] = {}
     for region in PHONE_REGIONS:
-        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            if _NOT_PHONE_BEFORE.search(text[max(0, match.start - 24):match.start]):
-                continue
-            found.setdefault((match.start, match.end), Finding("PHONE", match.start, match.end))
+        for leniency in (phonenumbers.Leniency.VALID, phonenumbers.Leniency.POSSIBLE):
+            for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=leniency):
+                raw, before = match.raw_string, text[max(0, match.start - 32):match.start]
+                if leniency == phonenumbers.Leniency.POSSIBLE and not raw.startswith("+"):
+                    continue
+                if _NOT_PHONE_BEFORE.search(before) or _CARD_SHAPED.fullmatch(raw):
+                    continue
+                if raw.isdigit() and not _PHONE_CONTEXT.search(before):
+                    continue
+                found.setdefault((match.start, match.end), Finding("PHONE", match.start, match.end))
     return list(found.values())
 
 
