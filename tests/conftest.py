@@ -94,3 +94,15 @@ def lowercased_copier(tmp_path_factory):
                    "model": {"embed_dim": 16, "hidden_dim": 32, "attention_dim": 16},
                    "train": {"max_steps": 60, "lr": 0.02, "batch_size": 32, "device": "cpu", "log_every": 100}})
     return folder / "run"
+
+
+def parrot(folder: Path, line: str) -> Path:
+    """A character LM trained in seconds to say ``line`` (greedy decoding of its first words repeats it)."""
+    import genloom
+
+    (folder / "train.txt").write_text(f"{line}\n" * 200, encoding="utf-8")
+    genloom.train({"family": "rnnlm", "out_dir": str(folder / "run"), "data": {"train": str(folder / "train.txt")},
+                   "tokenizer": {"kind": "char", "vocab_size": 60},
+                   "model": {"embed_dim": 16, "hidden_dim": 48, "num_layers": 1},
+                   "train": {"max_steps": 120, "lr": 0.02, "batch_size": 16, "device": "cpu", "log_every": 100}})
+    return folder / "run"

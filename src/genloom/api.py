@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,20 @@ from genloom.models.huggingface import export_gpt2
 from genloom.models.loading import Checkpoint, load_checkpoint
 from genloom.recipes import RECIPES, lm, seq2seq, vae
 from genloom.recipes.runs import family_module
-from genloom.safety import StreamRedactor, redact
+from genloom.safety import StreamRedactor, StreamScreen, redact, screen
 from genloom.training import distributed
 
 
 @dataclass
 class Transduction:
-    """One source's output: the text, the tokens on each side, and the (T, S) attention between them."""
+    """One source's output: the text, the tokens on each side, the (T, S) attention between them, and the
+    offensive words the safety screen found in it (``safety``)."""
 
     text: str
     source_tokens: list[str]
     target_tokens: list[str]
     attention: torch.Tensor | None
+    flagged: list[str] = field(default_factory=list)
 
 
 class LoadedModel:
@@ -162,7 +164,8 @@ class LoadedModel:
         """
         cfg = self._options(options)
         (prompt_ids,), context, (oov,) = self._inputs([self.redact_input(prompt, cfg)])
-        redactor = StreamRedactor(cfg.redact) if cfg.redact else None
+        filters = ([StreamRedactor(cfg.redact)] if cfg.redact else []) + ([StreamScreen(cfg.safety)] if cfg.safety
+                                                                          else [])
         new_ids: list[int] = []
         emitted_text = ""
         for step in generate(self.model, [prompt_ids], cfg, self.tokenizer.eos_id, **self._engine_args(cfg, context, oov)):
@@ -175,10 +178,13 @@ class LoadedModel:
             if text.startswith(emitted_text) and len(text) > len(emitted_text):
                 piece = text[len(emitted_text):]
                 emitted_text = text
-                piece = redactor.feed(piece) if redactor is not None else piece
+                for stream_filter in filters:
+                    piece = stream_filter.feed(piece)
                 if piece:
                     yield piece
-        rest = redactor.finish() if redactor is not None else ""
+        rest = ""
+        for stream_filter in filters:  # each passes on what the one before it still held
+            rest = stream_filter.feed(rest) + stream_filter.finish()
         if rest:
             yield rest
 
@@ -247,7 +253,11 @@ class LoadedModel:
                       else self.tokenizer.id_to_token(i) for i in new]
             if cfg.redact:  # the text whole, and each token on its own (what an attention plot shows)
                 text, tokens = redact(text, cfg.redact), [redact(t, cfg.redact) for t in tokens]
-            return Transduction(text, source_tokens[row], tokens, attention)
+            flagged: list[str] = []
+            if cfg.safety:
+                text, flagged = screen(text, cfg.safety)
+                tokens = [screen(t, "mask")[0] for t in tokens] if cfg.safety != "flag" else tokens
+            return Transduction(text, source_tokens[row], tokens, attention, flagged)
 
         if cfg.method == "beam":
             nbest = beam_search(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(cfg, context, []))

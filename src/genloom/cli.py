@@ -76,6 +76,10 @@ def _add_decoding_options(parser: argparse.ArgumentParser, d: GenerationConfig =
                        help="replace personal data (e-mail, phone, card, IBAN, IP, URL, date of birth) in the inputs "
                             "before the model reads them and in the outputs before they are shown: by <EMAIL>-style "
                             "placeholders (the default) or by masks")
+    group.add_argument("--safety", choices=["flag", "mask", "block"], default=None,
+                       help="screen outputs for offensive language (an offline word list, obfuscations included): "
+                            "flag (keep the text, note it on stderr), mask (hide each match) or block (replace the "
+                            "output)")
     unk = group.add_mutually_exclusive_group()
     unk.add_argument("--no-unk", dest="no_unk", action="store_true", default=d.no_unk,
                      help="never output the unknown-word token <unk> (the default, where the tokenizer has one).")

@@ -25,7 +25,7 @@ from genloom.errors import UserError
 from genloom.recipes import CHECKS
 from genloom.models import FAMILIES
 from genloom.recipes.runs import family_module
-from genloom.safety import KINDS, redact
+from genloom.safety import KINDS, offensive_spans, redact
 from genloom.training import distributed
 
 
@@ -38,7 +38,7 @@ def _generation_options(args: argparse.Namespace) -> dict:
                 length_penalty=args.length_penalty, coverage_penalty=args.coverage_penalty,
                 num_return_sequences=args.n_best, stop_strings=args.stop, seed=args.seed, no_unk=args.no_unk,
                 ban_words=args.ban_words + (_phrases(args.ban_words_file) if args.ban_words_file else []),
-                bias=dict(_bias(item) for item in args.bias), redact=args.redact)
+                bias=dict(_bias(item) for item in args.bias), redact=args.redact, safety=args.safety)
 
 
 def _phrases(path: str) -> list[str]:
@@ -78,9 +78,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 options_for = dict(options, seed=None if options["seed"] is None else options["seed"] + sample)
                 if prompt:
                     print(model.redact_input(prompt, GenerationConfig(**options)), end="", flush=True)
+                pieces = []
                 for piece in model.generate(prompt, **options_for):
                     print(piece, end="", flush=True)
+                    pieces.append(piece)
                 print(flush=True)
+                _flag_note("".join(pieces), options)
         return 0
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
@@ -88,11 +91,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     def decode(batch: list[str]) -> list[list[str]]:
         rows = model.complete([p for p in batch for _ in range(args.num_samples)], **options)
         shown = [model.redact_input(p, GenerationConfig(**options)) for p in batch]
+        for row in rows:
+            for text in row:
+                _flag_note(text, options)
         return [[shown[i] + text for row in rows[i * args.num_samples:(i + 1) * args.num_samples] for text in row]
                 for i in range(len(batch))]
 
     decode_in_order(prompts, decode, args.batch_size, lambda i, lines: _write_lines(sys.stdout, lines), "prompts")
     return 0
+
+
+def _flag_note(text: str, options: dict) -> None:
+    """With ``--safety flag``, one line on stderr naming the offensive words an output holds."""
+    if options.get("safety") == "flag":
+        found = [text[f.start:f.end] for f in offensive_spans(text)]
+        if found:
+            print(f"genloom: flagged (offensive language): {', '.join(found)}", file=sys.stderr, flush=True)
 
 
 def decode_in_order(inputs: list[str], decode: Callable[[list[str]], list[Any]], batch_size: int,
@@ -175,6 +189,9 @@ def cmd_transduce(args: argparse.Namespace) -> int:
     def run(out: TextIO) -> None:
         def write(index: int, result: Any) -> None:
             _write_lines(out, [result.text.strip()])
+            if result.flagged:
+                print(f"genloom: input {index + 1}: flagged (offensive language): {', '.join(result.flagged)}",
+                      file=sys.stderr, flush=True)
             if args.attention_plot:
                 plotted.append(result)
         decode_in_order(inputs, decode, args.batch_size, write, "inputs")

@@ -9,6 +9,7 @@ from genloom.cli import main
 from genloom.errors import UserError
 from genloom.safety import StreamRedactor, find_personal_data, redact
 from genloom.safety.redact import card_issuer, iban_valid, luhn_valid
+from tests.conftest import parrot
 
 TEXT = ("Write to ann.lee@example.co.uk or call +1 (212) 555-0187 / 020 7946 0958 (London) / 01 42 68 53 00 (Paris). "
         "Pay with 4111 1111 1111 1111 or into GB82 WEST 1234 5698 7654 32. Logs at https://example.org/logs?id=7, "
@@ -66,13 +67,7 @@ def test_a_stream_redacts_as_the_whole_text_and_never_shows_a_fragment(cuts, hol
 @pytest.fixture(scope="module")
 def chatty_lm(tmp_path_factory):
     """A character LM that has learnt to continue "contact:" with an e-mail address and a phone number."""
-    folder = tmp_path_factory.mktemp("chatty")
-    (folder / "train.txt").write_text("contact: ann@example.org or +44 20 7946 0958\n" * 200, encoding="utf-8")
-    genloom.train({"family": "rnnlm", "out_dir": str(folder / "run"), "data": {"train": str(folder / "train.txt")},
-                   "tokenizer": {"kind": "char", "vocab_size": 60}, "model": {"embed_dim": 16, "hidden_dim": 48,
-                                                                            "num_layers": 1},
-                   "train": {"max_steps": 120, "lr": 0.02, "batch_size": 16, "device": "cpu", "log_every": 100}})
-    return folder / "run"
+    return parrot(tmp_path_factory.mktemp("chatty"), "contact: ann@example.org or +44 20 7946 0958")
 
 
 def test_redacted_generation_streams_no_fragment_of_personal_data(chatty_lm):

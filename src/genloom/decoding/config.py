@@ -20,6 +20,8 @@ class GenerationConfig:
     of its last token wherever the rest has just been generated (positive favours the phrase). ``redact``:
     personal data (``genloom.safety.redact``) in prompts is replaced before the model reads them, and in
     outputs before they are shown, by ``placeholder`` (``<EMAIL>``) or ``mask`` (``***@*******.***``).
+    ``safety``: the offensive-language screen (``genloom.safety.screen``) on outputs: ``flag`` keeps the text and
+    reports what it found, ``mask`` hides each match, ``block`` replaces an output that has one.
     """
 
     method: Literal["greedy", "sample", "beam"] = "greedy"
@@ -40,6 +42,7 @@ class GenerationConfig:
     ban_words: list[str] = field(default_factory=list)
     bias: dict[str, float] = field(default_factory=dict)
     redact: Literal["placeholder", "mask"] | None = None
+    safety: Literal["flag", "mask", "block"] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in ("greedy", "sample", "beam"):
@@ -65,6 +68,8 @@ class GenerationConfig:
                    for phrase, value in self.bias.items()]
         checks.append((self.redact in (None, "placeholder", "mask"),
                        f"redact must be placeholder or mask, got {self.redact!r}"))
+        checks.append((self.safety in (None, "flag", "mask", "block"),
+                       f"safety must be flag, mask or block, got {self.safety!r}"))
         for ok, message in checks:
             if not ok:
                 raise UserError(message + ".")

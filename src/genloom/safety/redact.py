@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 
 import phonenumbers
 
 from genloom.errors import UserError
+from genloom.safety.stream import Finding, StreamFilter
 
 KINDS = ("EMAIL", "URL", "IBAN", "CARD", "IP", "DOB", "PHONE")  # earlier kinds win overlaps
 STYLES = ("placeholder", "mask")
@@ -50,15 +50,6 @@ _PHONE_CONTEXT = re.compile(r"(?:\bcall|\bphone|\btel\b|\btel\.|\bmobile|\bcell|
                             r"\bwhatsapp|\bsms|\btext)\b[^.\n]{0,20}$", re.IGNORECASE)
 _NOT_PHONE_BEFORE = re.compile(r"(?:\bISBN(?:-1[03])?|\border|\binvoice|\bref(?:erence)?|\baccount|\bacct|\btracking|"
                                r"\bcustomer|\bticket|\bcase)\s*(?:no\b|number\b|id\b)?[\s:#.]*$|#\s*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One piece of personal data: its kind (``KINDS``) and where it lies in the text (``text[start:end]``)."""
-
-    kind: str
-    start: int
-    end: int
 
 
 def luhn_valid(digits: str) -> bool:
@@ -184,10 +175,10 @@ def redact(text: str, style: str = "placeholder", kinds: tuple[str, ...] = KINDS
     return "".join(pieces) + text[at:]
 
 
-class StreamRedactor:
-    """Redacts text that arrives in pieces (a model's stream): ``feed`` returns what is safe to show, holding
-    back the last ``hold`` characters, and never the start of a match that may still be growing; ``finish``
-    returns the rest. Concatenated, the outputs equal ``redact`` of the whole text.
+class StreamRedactor(StreamFilter):
+    """Redacts text that arrives in pieces (a model's stream): ``feed`` returns what is safe to show and
+    ``finish`` the rest; concatenated, the outputs equal ``redact`` of the whole text, and no piece ever holds a
+    fragment of personal data (``StreamFilter``).
 
     Example:
         >>> stream = StreamRedactor()
@@ -198,36 +189,5 @@ class StreamRedactor:
     def __init__(self, style: str = "placeholder", kinds: tuple[str, ...] = KINDS, hold: int = 96):
         if style not in STYLES:
             raise UserError(f"unknown redaction style '{style}'; expected {' or '.join(STYLES)}.")
-        self.style, self.kinds, self.hold = style, kinds, hold
-        self.shown = ""  # raw text already let out: context for what follows (a date of birth's "born on")
-        self.pending = ""
-
-    def feed(self, piece: str) -> str:
-        self.pending += piece
-        return self._release(final=False)
-
-    def finish(self) -> str:
-        return self._release(final=True)
-
-    def _release(self, final: bool) -> str:
-        context = self.shown[-48:]
-        text = context + self.pending
-        findings = [f for f in find_personal_data(text, self.kinds) if f.end > len(context)]
-        cut = len(text) if final else max(len(context), len(text) - self.hold)
-        if not final:
-            while cut > len(context) and not text[cut - 1].isspace():
-                cut -= 1  # a word in the making may still become part of a match
-        for finding in findings:  # never cut through a match
-            if finding.start < cut < finding.end:
-                cut = max(len(context), finding.start)
-        out, at = [], len(context)
-        for finding in findings:
-            if finding.end > cut:
-                break
-            start = max(finding.start, len(context))
-            out += [text[at:start], replacement(finding.kind, text[finding.start:finding.end], self.style)]
-            at = finding.end
-        out.append(text[at:cut])
-        self.shown += text[len(context):cut]
-        self.pending = text[cut:]
-        return "".join(out)
+        super().__init__(lambda text: find_personal_data(text, kinds),
+                         lambda finding, original: replacement(finding.kind, original, style), hold)
