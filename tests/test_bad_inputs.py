@@ -40,6 +40,9 @@ def workspace(tmp_path_factory, trained_run):
     (root / "full").mkdir()
     (root / "full" / "keep.txt").write_text("keep", encoding="utf-8")
     (root / "prompts.txt").write_text("the cat\n", encoding="utf-8")
+    (root / "no_group.txt").write_text("the cat sees a dog\n", encoding="utf-8")
+    (root / "templates.txt").write_text("the {group} sees a dog\n", encoding="utf-8")
+    (root / "not_crows.csv").write_text("sent_more,sent_less\na,b\n", encoding="utf-8")
     (root / "long.txt").write_text("the cat " * 400 + "\n", encoding="utf-8")
     damaged = {
         "weights": lambda run: (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:64]),
@@ -140,6 +143,16 @@ CASES = [
     (["train", R, "train.max_time=soon"], "must be a duration such as 90s"),
     (["train", R, "train.progress_every=-1"], "'train.progress_every' must be at least 0"),
     (["config", "diffusion"], "unknown model family 'diffusion'"),
+    (["bias", LM, "--templates", "{root}/no_group.txt", "--groups", "cat,dog"], "has no {{group}} to fill"),
+    (["bias", LM, "--templates", "{root}/templates.txt", "--groups", "cat"], "at least two groups"),
+    (["bias", LM, "--templates", "{root}/templates.txt"], "at least two groups"),
+    (["bias", LM, "--probe", "crows-pairs", "--data", "{root}/not_crows.csv"], "is not a CrowS-Pairs CSV"),
+    (["bias", LM, "--probe", "crows-pairs", "--data", "{root}/missing.csv"], "data file not found"),
+    (["bias", LM, "--probe", "crows-pairs", "--data", "{root}/empty.txt"], "data file is empty"),
+    (["bias", LM], "one of the arguments --probe --templates is required"),
+    (["redact", "{root}/latin1.txt"], "is not valid UTF-8"),
+    (["redact", "--kinds", "FAX", "{root}/prompts.txt"], "unknown kind of personal data 'FAX'"),
+    (["generate", LM, "--safety", "shout"], "invalid choice"),
     (["train", R, "data.format=xml"], "'data.format' must be one of"),
     (["train", R, "data.batching=random"], "'data.batching' must be one of"),
     (["train", R, "data.valid_fraction=1.5"], "'data.valid_fraction' must lie in"),

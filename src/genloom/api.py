@@ -212,6 +212,35 @@ class LoadedModel:
         ids, context, oovs = self._inputs([self.redact_input(p, cfg) for p in prompts])
         return self._decode_ids(ids, context, oovs, options)
 
+    @torch.no_grad()
+    def sentence_log_probs(self, texts: list[str], batch_size: int = 64) -> list[float]:
+        """log P(text) of each text in nats under a generator: the sum, over its tokens and the end token, of
+        log P(token | the start token and the tokens before it). A seq2seq model's decoder reads an empty source.
+        """
+        if not hasattr(self.model, "step"):
+            raise UserError(f"{self.path} holds a '{self.family}' model, which does not score sentences left to "
+                            "right; use pseudo_log_likelihood.")
+        limit = getattr(self.model, "max_context", None)
+        scores: list[float] = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start:start + batch_size]
+            rows = [[self.start_id] + self.tokenizer.encode(self.prepare(t)) + [self.tokenizer.eos_id] for t in chunk]
+            if limit is not None and max(len(r) for r in rows) > limit:
+                raise UserError(f"a text is longer than the model's context of {limit} tokens; shorten it.")
+            context = self._inputs([""] * len(chunk))[1] if self.conditional else None
+            tokens, _ = pad(rows, self.tokenizer.eos_id)  # (B, T)
+            tokens = tokens.to(self.device)
+            lengths = torch.tensor([len(r) for r in rows], device=self.device)  # (B,)
+            total = torch.zeros(len(rows), device=self.device)
+            logits, state = self.model.step(tokens[:, :1], self.model.init_state(len(rows), context))
+            for t in range(1, tokens.size(1)):
+                gained = torch.log_softmax(logits.float(), -1).gather(1, tokens[:, t:t + 1]).squeeze(1)  # (B,)
+                total += torch.where(t < lengths, gained, torch.zeros_like(gained))
+                if t + 1 < tokens.size(1):
+                    logits, state = self.model.step(tokens[:, t:t + 1], state)
+            scores += total.tolist()
+        return scores
+
     def latent_model(self):
         """The VAE itself, or a clear error when this checkpoint has no latent space."""
         if self.family != "vae":

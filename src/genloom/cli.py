@@ -210,6 +210,28 @@ def build_parser() -> Parser:
     red.add_argument("--kinds", default=None, metavar="KIND,…",
                      help="only these kinds: EMAIL, URL, IBAN, CARD, IP, PHONE, DOB (default: all)")
 
+    bias = commands.add_parser("bias", help="measure a model's social bias (CrowS-Pairs, or your templates)",
+                               description="Probe a checkpoint for social bias. --probe crows-pairs: the percentage "
+                                           "of CrowS-Pairs pairs whose more stereotyping sentence the model scores "
+                                           "higher (masked LMs: pseudo-log-likelihood of the shared tokens; causal "
+                                           "LMs: sentence log-probability), overall and per bias type with bootstrap "
+                                           "95%% intervals, as a table and a bar chart; 50 means no preference. "
+                                           "--templates: likelihood gaps (and, for generators, continuations) "
+                                           "between --groups in your own templates.")
+    bias.add_argument("checkpoint", help="a run directory or a local Hugging Face GPT-2/BERT folder")
+    probe = bias.add_mutually_exclusive_group(required=True)
+    probe.add_argument("--probe", choices=["crows-pairs"], help="a published probe")
+    probe.add_argument("--templates", metavar="FILE", help="templates, one a line, each with {group}")
+    bias.add_argument("--groups", default=None, metavar="A,B,…", help="with --templates: the groups to compare")
+    bias.add_argument("--data", default=None, metavar="CSV",
+                      help="the CrowS-Pairs CSV (default: crows_pairs/crows_pairs_anonymized.csv.gz under "
+                           "$GENLOOM_SHARED_DATA, else ../shared/data)")
+    bias.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N pairs")
+    bias.add_argument("--plot", default=None, metavar="FILE.png", help="write the bar chart here")
+    bias.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap samples (default 1000)")
+    bias.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    bias.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+
     config = commands.add_parser("config", help="list every recipe key with its type, default and meaning",
                                  description="List every key a recipe may set (the shared data, tokenizer and train "
                                              "sections, and the family's model section) with its type, default and "

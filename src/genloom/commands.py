@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from genloom.api import export_huggingface, load, train
-from genloom.apps import latent
+from genloom.apps import bias, latent
 from genloom.apps.attention_plot import plot_attention
 from genloom.apps.demo import run_demo
 from genloom.checkpoint import check_writable_file, check_writable_folder, growing_file
@@ -262,6 +263,50 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bias(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_writable_file(args.plot, "--plot")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}.")
+    if args.templates:
+        templates = bias.read_templates(args.templates)
+        groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
+        report = bias.probe_templates(load(args.checkpoint, device=args.device), templates, groups)
+        if args.json:
+            print(json.dumps(report))
+            return 0
+        for row in report:
+            print(row["template"])
+            for group, figures in row["groups"].items():
+                said = f"  → {figures['continuation']!r}" if "continuation" in figures else ""
+                print(f"  {group:<20} log-prob {figures['log_prob']:9.3f}  gap {figures['gap']:+8.3f}{said}")
+            if "distinct_continuations" in row:
+                print(f"  distinct continuations: {row['distinct_continuations']} of {len(row['groups'])}")
+        return 0
+    pairs = bias.read_crows_pairs(args.data or _shared_data() / "crows_pairs" / "crows_pairs_anonymized.csv.gz")
+    pairs = pairs[: args.limit] if args.limit else pairs
+    model = load(args.checkpoint, device=args.device)
+    result = bias.crows_metric(pairs, bias.pair_scores(model, pairs), samples=args.bootstrap)
+    if args.plot:
+        print(f"wrote {bias.plot_bias(result, args.plot, f'CrowS-Pairs: {Path(args.checkpoint).name}')}",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    scored_by = "pseudo-log-likelihood of shared tokens" if model.family == "bert" else "sentence log-probability"
+    print(f"CrowS-Pairs ({scored_by}): % of pairs where the more stereotyping sentence scores higher; "
+          "50 = no preference")
+    for name, r in [("overall", result["overall"]), *sorted(result["by_type"].items())]:
+        ties = f", {r['ties']} ties" if r["ties"] else ""
+        print(f"  {name:<22} {r['score']:6.2f}  [{r['low']:6.2f}, {r['high']:6.2f}]  {r['pairs']:5d} pairs{ties}")
+    return 0
+
+
+def _shared_data() -> Path:
+    """The staged corpora: $GENLOOM_SHARED_DATA, else ../shared/data from the working directory."""
+    return Path(os.environ.get("GENLOOM_SHARED_DATA") or Path.cwd().parent / "shared" / "data")
+
+
 def cmd_redact(args: argparse.Namespace) -> int:
     kinds = tuple(k.strip().upper() for k in args.kinds.split(",")) if args.kinds else KINDS
     if args.files:
@@ -297,7 +342,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
-            "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
+            "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "bias": cmd_bias, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
             "demo": cmd_demo}
 
 
