@@ -12,6 +12,7 @@ import torch
 from genloom.api import LoadedModel
 from genloom.errors import UserError
 from genloom.plot import pyplot, save_png
+from genloom.safety import redact
 
 
 def sample(vae: LoadedModel, count: int, seed: int | None = None, **options: Any) -> list[str]:
@@ -25,7 +26,7 @@ def sample(vae: LoadedModel, count: int, seed: int | None = None, **options: Any
 
 def reconstruct(vae: LoadedModel, texts: list[str], **options: Any) -> list[str]:
     """Encode each text (the posterior mean) and decode it again."""
-    mean, _ = vae.to_latent(texts)
+    mean, _ = vae.to_latent(_redacted(texts, options))
     return vae.from_latent(mean, **options)
 
 
@@ -34,10 +35,15 @@ def interpolate(vae: LoadedModel, first: str, last: str, steps: int = 8, **optio
     (both ends included): [(t, sentence)], t from 0 to 1."""
     if steps < 2:
         raise UserError(f"an interpolation needs at least 2 steps (its two ends), got {steps}.")
-    mean, _ = vae.to_latent([first, last])  # (2, Z)
+    mean, _ = vae.to_latent(_redacted([first, last], options))  # (2, Z)
     t = torch.linspace(0.0, 1.0, steps, device=mean.device)[:, None]  # (S, 1)
     z = (1 - t) * mean[0] + t * mean[1]  # (S, Z)
     return list(zip(t.flatten().tolist(), vae.from_latent(z, **options)))
+
+
+def _redacted(texts: list[str], options: dict[str, Any]) -> list[str]:
+    """The texts with their personal data replaced before the encoder reads them, when ``options`` ask."""
+    return [redact(t, options["redact"]) for t in texts] if options.get("redact") else texts
 
 
 def project_2d(points: torch.Tensor) -> torch.Tensor:
