@@ -211,7 +211,8 @@ def score(rows, find) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seed", type=int, default=1, help="the set's seed (default 1; the rules were written looking at seed 0)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="the set's seed (default 1; the rules were written looking at seed 0)")
     parser.add_argument("--per-kind", type=int, default=400, help="sentences with each kind (default 400)")
     args = parser.parse_args()
     rows = labelled_set(args.seed, args.per_kind)

@@ -168,7 +168,8 @@ class LoadedModel:
                                                                           else [])
         new_ids: list[int] = []
         emitted_text = ""
-        for step in generate(self.model, [prompt_ids], cfg, self.tokenizer.eos_id, **self._engine_args(cfg, context, oov)):
+        engine = self._engine_args(cfg, context, oov)
+        for step in generate(self.model, [prompt_ids], cfg, self.tokenizer.eos_id, **engine):
             if not bool(step.emitted[0]):
                 continue
             new_ids.append(int(step.tokens[0]))

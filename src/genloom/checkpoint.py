@@ -285,8 +285,8 @@ def remove_partial_snapshots(state_dir: Path) -> None:
 # What genloom writes into a run folder; a folder holding any of these names without a genloom config.json
 # holds someone else's files, which genloom refuses to overwrite.
 LOCK_FILE = ".genloom.lock"
-RUN_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors", "metrics.jsonl", "curves.png", "state", "phases",
-             LOCK_FILE)
+RUN_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors", "metrics.jsonl", "curves.png",
+             "state", "phases", LOCK_FILE)
 
 
 def is_genloom_run(run_dir: Path) -> bool:

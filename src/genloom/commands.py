@@ -23,8 +23,8 @@ from genloom.config import DataConfig, RunConfig, TokenizerConfig, TrainConfig, 
 from genloom.data.readers import read_lines, read_text
 from genloom.decoding.config import GenerationConfig
 from genloom.errors import UserError
-from genloom.recipes import CHECKS
 from genloom.models import FAMILIES
+from genloom.recipes import CHECKS
 from genloom.recipes.runs import family_module
 from genloom.safety import KINDS, offensive_spans, redact
 from genloom.training import distributed

@@ -42,9 +42,9 @@ class TrainState:
     """Where a run stands; a snapshot saves these fields and a resume restores them.
 
     ``batch`` is the next batch of the current epoch; ``carry`` the model's state after the last step;
-    ``best`` the best validation loss (``best_perplexity`` its perplexity); ``bad_evals`` the evaluations since it improved; ``plateaus`` the
-    LR cuts of the plateau schedule and ``since_plateau`` the evaluations without improvement since the
-    last improvement or cut.
+    ``best`` the best validation loss (``best_perplexity`` its perplexity); ``bad_evals`` the evaluations
+    since it improved; ``plateaus`` the LR cuts of the plateau schedule and ``since_plateau`` the evaluations
+    without improvement since the last improvement or cut.
     """
 
     step: int = 0
