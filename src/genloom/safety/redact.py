@@ -117,17 +117,20 @@ def _phone_findings(text: str) -> list[Finding]:
     valid number of one of ``PHONE_REGIONS``. A bare run of digits (no separators) counts only after words that
     say it is a phone number, a card-shaped 4-4-4-4 group never, nor a number labelled as something else."""
     found: dict[tuple[int, int], Finding] = {}
-    for region in PHONE_REGIONS:
-        for leniency in (phonenumbers.Leniency.VALID, phonenumbers.Leniency.POSSIBLE):
-            for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=leniency):
-                raw, before = match.raw_string, text[max(0, match.start - 32):match.start]
-                if leniency == phonenumbers.Leniency.POSSIBLE and not raw.startswith("+"):
-                    continue
-                if _NOT_PHONE_BEFORE.search(before) or _CARD_SHAPED.fullmatch(raw):
-                    continue
-                if raw.isdigit() and not _PHONE_CONTEXT.search(before):
-                    continue
-                found.setdefault((match.start, match.end), Finding("PHONE", match.start, match.end))
+    if sum(c.isdigit() for c in text) < 7:  # no phone number is shorter
+        return []
+    passes = [(region, phonenumbers.Leniency.VALID) for region in PHONE_REGIONS]
+    passes.append((PHONE_REGIONS[0], phonenumbers.Leniency.POSSIBLE))  # +CC numbers: the region does not matter
+    for region, leniency in passes:
+        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=leniency):
+            raw, before = match.raw_string, text[max(0, match.start - 32):match.start]
+            if leniency == phonenumbers.Leniency.POSSIBLE and not raw.startswith("+"):
+                continue
+            if _NOT_PHONE_BEFORE.search(before) or _CARD_SHAPED.fullmatch(raw):
+                continue
+            if raw.isdigit() and not _PHONE_CONTEXT.search(before):
+                continue
+            found.setdefault((match.start, match.end), Finding("PHONE", match.start, match.end))
     return list(found.values())
 
 
