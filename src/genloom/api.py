@@ -156,11 +156,12 @@ class LoadedModel:
                 for a seq2seq model the source text.
             **options: any ``GenerationConfig`` field (method, max_new_tokens, temperature, top_k,
                 top_p, num_beams, length_penalty, repetition_penalty, no_repeat_ngram_size,
-                min_new_tokens, stop_strings, seed, no_unk, ban_words, bias, redact).
+                min_new_tokens, stop_strings, seed, no_unk, ban_words, bias, redact, safety).
 
         Yields:
-            Text pieces whose concatenation is the output (cut before any stop string); with ``redact``, personal
-            data never shows, not even in part (pieces are held back until it is safe).
+            Text pieces whose concatenation is the output (cut before any stop string); with ``redact`` (or
+            ``safety`` mask), personal data (or an offensive word) never shows, not even in part: pieces are held
+            back until it is safe; ``safety`` block holds everything back to the end.
         """
         cfg = self._options(options)
         (prompt_ids,), context, (oov,) = self._inputs([self.redact_input(prompt, cfg)])
