@@ -87,3 +87,10 @@ def test_the_redact_command_and_the_redact_option(chatty_lm, tmp_path, capsys):
                  "--max-new-tokens", "40", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("<EMAIL> contact:") and "@" not in out
+
+
+def test_a_translation_model_never_reads_the_personal_data_of_its_source(lowercased_copier):
+    model = genloom.load(lowercased_copier, device="cpu")
+    (result,) = model.transduce(["Word1 ann@example.org Word2."], redact="placeholder")
+    assert "ann" not in " ".join(result.source_tokens) and "email" in result.source_tokens
+    assert "@" not in result.text
