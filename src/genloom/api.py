@@ -217,18 +217,17 @@ class LoadedModel:
     @torch.no_grad()
     def sentence_log_probs(self, texts: list[str], batch_size: int = 64) -> list[float]:
         """log P(text) of each text in nats under a generator: the sum, over its tokens and the end token, of
-        log P(token | the start token and the tokens before it). A seq2seq model's decoder reads an empty source.
+        log P(token | the start token and the tokens before it). A seq2seq model's decoder reads an empty source;
+        past a GPT's context each token is scored from the last ``context_length`` tokens (the window slides one
+        token at a time, the most exact form of sliding-window scoring).
         """
         if not hasattr(self.model, "step"):
             raise UserError(f"{self.path} holds a '{self.family}' model, which does not score sentences left to "
                             "right; use pseudo_log_likelihood.")
-        limit = getattr(self.model, "max_context", None)
         scores: list[float] = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start:start + batch_size]
             rows = [[self.start_id] + self.tokenizer.encode(self.prepare(t)) + [self.tokenizer.eos_id] for t in chunk]
-            if limit is not None and max(len(r) for r in rows) > limit:
-                raise UserError(f"a text is longer than the model's context of {limit} tokens; shorten it.")
             context = self._inputs([""] * len(chunk))[1] if self.conditional else None
             tokens, _ = pad(rows, self.tokenizer.eos_id)  # (B, T)
             tokens = tokens.to(self.device)

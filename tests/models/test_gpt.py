@@ -82,6 +82,19 @@ def test_a_prompt_longer_than_the_context_is_named(tmp_path):
     assert len("".join(lm.generate("the ", max_new_tokens=40))) > 16  # longer than the 16-token context
 
 
+def test_sentence_scores_past_the_context_slide_one_token_at_a_time(tmp_path):
+    """A char GPT with a 16-token context scores a 40-character text: each token from at most 16 before it."""
+    lm = genloom_tiny_checkpoint(tmp_path)
+    text = "the cat sees the dog and the dog sees it"
+    ids = [lm.start_id] + lm.tokenizer.encode(text) + [lm.tokenizer.eos_id]
+    expected = 0.0
+    with torch.no_grad():
+        for t in range(1, len(ids)):
+            window = torch.tensor([ids[max(0, t - 16):t]])
+            expected += torch.log_softmax(lm.model(window)[0][0, -1].float(), -1)[ids[t]].item()
+    assert lm.sentence_log_probs([text, "the cat"])[0] == pytest.approx(expected, abs=1e-4)
+
+
 def genloom_tiny_checkpoint(tmp_path):
     import genloom
     from genloom.apps.toy_grammar import corpus
