@@ -23,9 +23,10 @@ from genloom.safety.stream import Finding, StreamFilter
 
 MODES = ("flag", "mask", "block")
 BLOCKED = "[blocked: the output contained offensive language]"
-NOT_OFFENSIVE_ALONE = {"gay", "gae", "gai", "gey", "lez", "god", "fat", "hiv", "omg", "xx", "len", "jap", "nad",
-                       "kkk", "hore", "dyke", "queer", "homo", "lesbian", "transsexual", "bisexual", "ugly",
-                       "stupid", "dumb", "fag"}
+# Identity words (flagging them flags every neutral mention of a group), ordinary words, and "homo" (Homo sapiens).
+# Slurs stay screened even where they have innocent senses.
+NOT_OFFENSIVE_ALONE = {"gay", "gae", "gai", "gey", "lez", "god", "fat", "hiv", "omg", "xx", "len", "nad", "kkk",
+                       "hore", "queer", "homo", "lesbian", "transsexual", "bisexual", "ugly", "stupid", "dumb"}
 LEET = {"a": "a4@*", "b": "b8", "e": "e3*", "g": "g9", "i": "i1!|*", "l": "l1|", "o": "o0*", "s": "s5$", "t": "t7+",
         "u": "u*", "z": "z2"}  # a vowel may also be starred out: "f*ck"
 SEPARATOR = r"[\s.*_\-]?"  # at most one separator between two letters: "s.h.i.t", "s h i t"
@@ -49,8 +50,7 @@ def _pattern(entry: str) -> str:
         if char == " ":
             letters.append(r"[\s.*_\-]*")
         else:
-            letters.append(f"[{re.escape(LEET.get(char, char) if char in LEET else char)}]+" if char.isalpha()
-                           else re.escape(char))
+            letters.append(f"[{re.escape(LEET.get(char, char))}]+" if char.isalpha() else re.escape(char))
     joined = ""
     for index, piece in enumerate(letters):
         joined += piece
