@@ -212,7 +212,7 @@ class LoadedModel:
     def _decode_batch(self, prompts: list[str], options: dict[str, Any]) -> list[list[Transduction]]:
         cfg = self._options(options)
         ids, context, oovs = self._inputs([self.redact_input(p, cfg) for p in prompts])
-        return self._decode_ids(ids, context, oovs, options)
+        return self._decode_ids(ids, context, oovs, cfg)
 
     @torch.no_grad()
     def sentence_log_probs(self, texts: list[str], batch_size: int = 64) -> list[float]:
@@ -266,12 +266,11 @@ class LoadedModel:
         if z.dim() != 2 or z.size(1) != self.model.config.latent_dim:
             raise UserError(f"latent codes must be (N, {self.model.config.latent_dim}), got {tuple(z.shape)}.")
         ids = [[self.start_id] for _ in range(z.size(0))]
-        rows = self._decode_ids(ids, z.to(self.device), [[] for _ in ids], options)
+        rows = self._decode_ids(ids, z.to(self.device), [[] for _ in ids], self._options(options))
         return [row[0].text.strip() for row in rows]
 
     def _decode_ids(self, ids: list[list[int]], context: Any, oovs: list[list[str]],
-                    options: dict[str, Any]) -> list[list[Transduction]]:
-        cfg = self._options(options)
+                    cfg: GenerationConfig) -> list[list[Transduction]]:
         source_tokens: list[list[str]] = [[] for _ in ids]
         if self.conditional:
             source_tokens = [[self.tokenizer.id_to_token(int(i)) for i in row[mask]]

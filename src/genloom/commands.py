@@ -72,13 +72,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.num_samples < 1:
         raise UserError(f"--num-samples must be at least 1, got {args.num_samples}.")
     model = load(args.checkpoint, device=args.device)
+    cfg = GenerationConfig(**options)  # checked once, before anything is decoded
     prompts = read_lines(args.input) if args.input else [args.prompt or ""]
     if args.stream:
         for prompt in prompts:
             for sample in range(args.num_samples):
                 options_for = dict(options, seed=None if options["seed"] is None else options["seed"] + sample)
                 if prompt:
-                    print(model.redact_input(prompt, GenerationConfig(**options)), end="", flush=True)
+                    print(model.redact_input(prompt, cfg), end="", flush=True)
                 pieces = []
                 for piece in model.generate(prompt, **options_for):
                     print(piece, end="", flush=True)
@@ -91,7 +92,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     def decode(batch: list[str]) -> list[list[str]]:
         rows = model.complete([p for p in batch for _ in range(args.num_samples)], **options)
-        shown = [model.redact_input(p, GenerationConfig(**options)) for p in batch]
+        shown = [model.redact_input(p, cfg) for p in batch]
         for row in rows:
             for text in row:
                 _flag_note(text, options)

@@ -17,7 +17,7 @@ import re
 import phonenumbers
 
 from genloom.errors import UserError
-from genloom.safety.stream import Finding, StreamFilter
+from genloom.safety.stream import Finding, StreamFilter, replace_spans
 
 KINDS = ("EMAIL", "URL", "IBAN", "CARD", "IP", "DOB", "PHONE")  # earlier kinds win overlaps
 STYLES = ("placeholder", "mask")
@@ -171,11 +171,8 @@ def redact(text: str, style: str = "placeholder", kinds: tuple[str, ...] = KINDS
     """
     if style not in STYLES:
         raise UserError(f"unknown redaction style '{style}'; expected {' or '.join(STYLES)}.")
-    pieces, at = [], 0
-    for finding in find_personal_data(text, kinds):
-        pieces += [text[at:finding.start], replacement(finding.kind, text[finding.start:finding.end], style)]
-        at = finding.end
-    return "".join(pieces) + text[at:]
+    return replace_spans(text, find_personal_data(text, kinds),
+                         lambda finding, original: replacement(finding.kind, original, style))
 
 
 class StreamRedactor(StreamFilter):

@@ -19,7 +19,7 @@ import importlib.resources
 import re
 
 from genloom.errors import UserError
-from genloom.safety.stream import Finding, StreamFilter
+from genloom.safety.stream import Finding, StreamFilter, replace_spans
 
 MODES = ("flag", "mask", "block")
 BLOCKED = "[blocked: the output contained offensive language]"
@@ -86,11 +86,11 @@ def screen(text: str, mode: str) -> tuple[str, list[str]]:
         return text, found
     if mode == "block":
         return BLOCKED, found
-    pieces, at = [], 0
-    for f in spans:
-        pieces += [text[at:f.start], "*" * (f.end - f.start)]
-        at = f.end
-    return "".join(pieces) + text[at:], found
+    return replace_spans(text, spans, _masked), found
+
+
+def _masked(finding: Finding, original: str) -> str:
+    return "*" * len(original)
 
 
 class StreamScreen(StreamFilter):
@@ -106,7 +106,7 @@ class StreamScreen(StreamFilter):
 
     def _replace(self, finding: Finding, original: str) -> str:
         self.found.append(original)
-        return original if self.mode == "flag" else "*" * len(original)
+        return original if self.mode == "flag" else _masked(finding, original)
 
     def feed(self, piece: str) -> str:
         if self.mode == "block":

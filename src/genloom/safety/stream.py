@@ -16,6 +16,17 @@ class Finding:
     end: int
 
 
+def replace_spans(text: str, findings: list[Finding], replace: Callable[[Finding, str], str], start: int = 0) -> str:
+    """``text[start:]`` with each finding (in order, not overlapping, all ending within ``text``) replaced by
+    ``replace(finding, the text it covers)``; a finding that begins before ``start`` is replaced from there."""
+    out, at = [], start
+    for finding in findings:
+        out += [text[at:max(finding.start, start)], replace(finding, text[finding.start:finding.end])]
+        at = finding.end
+    out.append(text[at:])
+    return "".join(out)
+
+
 class StreamFilter:
     """Applies ``find`` and ``replace`` to a stream: ``feed`` returns what is safe to show, holding back the last
     ``hold`` characters (the longest match expected), the word in the making, and any match that reaches into
@@ -50,14 +61,7 @@ class StreamFilter:
         for finding in findings:  # never cut through a match
             if finding.start < cut < finding.end:
                 cut = max(len(context), finding.start)
-        out, at = [], len(context)
-        for finding in findings:
-            if finding.end > cut:
-                break
-            start = max(finding.start, len(context))
-            out += [text[at:start], self.replace(finding, text[finding.start:finding.end])]
-            at = finding.end
-        out.append(text[at:cut])
+        shown = replace_spans(text[:cut], [f for f in findings if f.end <= cut], self.replace, start=len(context))
         self.shown += text[len(context):cut]
         self.pending = text[cut:]
-        return "".join(out)
+        return shown
