@@ -47,7 +47,11 @@ class StepModel(Protocol):
         """Feed (B, T) tokens; return the (B, V) logits for the next token and the new state."""
 
     def reorder_state(self, state: Any, index: Tensor) -> Any:
-        """Keep rows ``index`` (B',) of the state, in that order (for beam search)."""
+        """Keep rows ``index`` (B',) of the state, in that order (beam search; rows leaving a joined batch)."""
+
+    def merge_states(self, states: list[Any]) -> Any:
+        """The rows of several states (each after at least one step) as one batch, in order: how requests join a
+        running decode (``DecodeBatch``)."""
 
 
 @dataclass
@@ -223,38 +227,144 @@ def generate(
             yield StepOutput(tokens, emitted, attention)
         return
 
-    device, lengths, padded, common, state = _prepare(model, prompts, context, max_context)
-    sampling = cfg.method == "sample"
-    choose = sample_choice if sampling else greedy_choice
-    skip = int(start_token)  # the start token is not text: processors never see it
-    processors = build_processors(cfg, eos_id, lengths - skip, for_sampling=sampling, rules=rules)
-    generator = _seeded_generator(cfg.seed, device)
-    history = padded[:, :common]  # (B, T)
-    logits, state = model.step(history, state)  # (B, V)
-    batch = len(prompts)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
-    new_count = torch.zeros(batch, dtype=torch.long, device=device)
-    new_tokens: list[list[int]] = [[] for _ in range(batch)]
-    for position in range(common, int(lengths.max()) + cfg.max_new_tokens):
-        forced = position < lengths  # (B,)
-        chosen = choose(process(processors, history[:, skip:], logits.float()), generator)  # (B,)
-        forced_token = padded[:, min(position, padded.size(1) - 1)]
-        tokens = torch.where(forced, forced_token, chosen)
-        tokens = torch.where(finished, torch.full_like(tokens, eos_id), tokens)
-        free = ~forced & ~finished
-        emitted = free & (tokens != eos_id)
-        yield StepOutput(tokens, emitted, _attention(model, state))
-        new_count += free.long()
-        finished |= free & ((tokens == eos_id) | (new_count >= cfg.max_new_tokens))
-        if cfg.stop_strings:
-            for row in emitted.nonzero().flatten().tolist():
-                new_tokens[row].append(int(tokens[row]))
-                if _stop_hit(cfg.stop_strings, detokenize, new_tokens[row]):
-                    finished[row] = True
-        if bool(finished.all()):
+    batch = DecodeBatch(model, eos_id, max_context)
+    group = batch.join(prompts, cfg, context, detokenize, start_token, rules)
+    while True:
+        (output,) = batch.choose()
+        yield output
+        if group.done:
             return
-        history = torch.cat([history, tokens[:, None]], dim=1)  # (B, T+1)
-        logits, state = model.step(tokens[:, None], state)
+        batch.advance()
+
+
+class Group:
+    """The rows of one request in a ``DecodeBatch``: prompts decoded together under one ``GenerationConfig``,
+    with their own processors, random generator, history and finished flags."""
+
+    def __init__(self, prompts: list[list[int]], cfg: GenerationConfig, eos_id: int, device: torch.device,
+                 lengths: Tensor, padded: Tensor, common: int, detokenize: Callable[[list[int]], str] | None,
+                 start_token: bool, rules: TokenRules | None, width: int, source_length: int | None):
+        self.size, self.cfg, self.eos_id, self.detokenize = len(prompts), cfg, eos_id, detokenize
+        self.lengths, self.padded = lengths, padded  # (n,), (n, L)
+        self.sampling = cfg.method == "sample"
+        self.skip = int(start_token)  # the start token is not text: processors never see it
+        self.processors = build_processors(cfg, eos_id, lengths - self.skip, for_sampling=self.sampling, rules=rules)
+        self.generator = _seeded_generator(cfg.seed, device)
+        self.history = padded[:, :common]  # (n, T)
+        self.position = common
+        self.finished = torch.zeros(self.size, dtype=torch.bool, device=device)
+        self.new_count = torch.zeros(self.size, dtype=torch.long, device=device)
+        self.new_tokens: list[list[int]] = [[] for _ in prompts]
+        self.width, self.source_length = width, source_length  # the group's own score and source widths
+        self.cancelled = False
+        self.last: Tensor | None = None  # (n,) the tokens chosen at the latest step
+
+    @property
+    def done(self) -> bool:
+        """Every row has finished, or the request was cancelled: the group leaves at the next step boundary."""
+        return self.cancelled or bool(self.finished.all())
+
+    def choose(self, logits: Tensor, attention: Tensor | None) -> StepOutput:
+        """One step: (n, V) scores → the rows' tokens (forced inside a prompt, EOS once finished)."""
+        choose = sample_choice if self.sampling else greedy_choice
+        forced = self.position < self.lengths  # (n,)
+        chosen = choose(process(self.processors, self.history[:, self.skip:], logits.float()), self.generator)
+        forced_token = self.padded[:, min(self.position, self.padded.size(1) - 1)]
+        tokens = torch.where(forced, forced_token, chosen)
+        tokens = torch.where(self.finished, torch.full_like(tokens, self.eos_id), tokens)
+        free = ~forced & ~self.finished
+        emitted = free & (tokens != self.eos_id)
+        self.new_count += free.long()
+        self.finished |= free & ((tokens == self.eos_id) | (self.new_count >= self.cfg.max_new_tokens))
+        if self.cfg.stop_strings:
+            for row in emitted.nonzero().flatten().tolist():
+                self.new_tokens[row].append(int(tokens[row]))
+                if _stop_hit(self.cfg.stop_strings, self.detokenize, self.new_tokens[row]):
+                    self.finished[row] = True
+        self.history = torch.cat([self.history, tokens[:, None]], dim=1)  # (n, T+1)
+        self.position += 1
+        self.last = tokens
+        return StepOutput(tokens, emitted, attention)
+
+
+class DecodeBatch:
+    """Rows decoded together by greedy search or sampling, one step at a time, where requests (``Group``) join
+    and leave at step boundaries: continuous batching, as vLLM and TGI schedule requests.
+
+    A joining request's prompts are fed on their own (their prefill), then its state is merged into the running
+    batch (``StepModel.merge_states``); a finished or cancelled request's rows are dropped
+    (``StepModel.reorder_state``). One model call per step serves every request, each with its own decoding
+    settings, processors and seeded generator, so a request decodes the same tokens alone or joined.
+
+    Example:
+        >>> # batch = DecodeBatch(lm.model, eos_id)
+        >>> # a = batch.join([[bos]], GenerationConfig(max_new_tokens=5))
+        >>> # while batch.groups: outputs = batch.choose(); batch.advance()
+    """
+
+    def __init__(self, model: StepModel, eos_id: int, max_context: int | None = None):
+        self.model, self.eos_id, self.max_context = model, eos_id, max_context
+        self.groups: list[Group] = []
+        self.state: Any = None
+        self.logits: Tensor | None = None  # (B, V) the scores for every row's next token
+
+    def join(self, prompts: list[list[int]], cfg: GenerationConfig, context: Any = None,
+             detokenize: Callable[[list[int]], str] | None = None, start_token: bool = True,
+             rules: TokenRules | None = None) -> Group:
+        """Add a request (arguments as ``generate``'s): prefill its prompts and merge it into the batch."""
+        if cfg.method == "beam":
+            raise ValueError("beam search keeps its own batch (beam_search); only greedy and sampling join one")
+        device, lengths, padded, common, state = _prepare(self.model, prompts, context, self.max_context)
+        logits, state = self.model.step(padded[:, :common], state)  # (n, V)
+        source = context.get("source") if isinstance(context, dict) else None
+        group = Group(prompts, cfg, self.eos_id, device, lengths, padded, common, detokenize, start_token, rules,
+                      logits.size(1), source.size(1) if source is not None else None)
+        if self.groups:
+            self.state = self.model.merge_states([self.state, state])
+            self.logits = _cat_scores([self.logits, logits])
+        else:
+            self.state, self.logits = state, logits
+        self.groups.append(group)
+        return group
+
+    def choose(self) -> list[StepOutput]:
+        """Choose every row's next token; one ``StepOutput`` per group, in the order they joined."""
+        attention = _attention(self.model, self.state)  # (B, S) or None
+        outputs, row = [], 0
+        for group in self.groups:
+            rows = slice(row, row + group.size)
+            seen = attention[rows, : group.source_length] if attention is not None else None
+            outputs.append(group.choose(self.logits[rows, : group.width], seen))
+            row += group.size
+        return outputs
+
+    def advance(self) -> None:
+        """Drop the groups that are done and feed the others' chosen tokens to the model."""
+        keep, live, row = [], [], 0
+        for group in self.groups:
+            if not group.done:
+                keep.extend(range(row, row + group.size))
+                live.append(group)
+            row += group.size
+        if not live:
+            self.groups, self.state, self.logits = [], None, None
+            return
+        if len(live) < len(self.groups):
+            self.state = self.model.reorder_state(self.state, torch.tensor(keep, device=self.logits.device))
+        self.groups = live
+        tokens = torch.cat([group.last for group in live])  # (B,)
+        self.logits, self.state = self.model.step(tokens[:, None], self.state)
+
+    @property
+    def rows(self) -> int:
+        return sum(group.size for group in self.groups)
+
+
+def _cat_scores(scores: list[Tensor]) -> Tensor:
+    """(B_i, V_i) scores as one (ΣB_i, max V_i) batch; a pointer-generator's extended vocabularies differ in width,
+    and each group reads only its own columns."""
+    width = max(s.size(1) for s in scores)
+    return torch.cat([torch.nn.functional.pad(s, (0, width - s.size(1)), value=float("-inf")) for s in scores])
 
 
 # Beam search, in named helpers (fairseq's BeamSearch.step, split up).

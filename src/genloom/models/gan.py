@@ -34,6 +34,7 @@ from genloom.models.rnnlm import RNNLM, RNNLMConfig
 from genloom.nn.cnn import TextCNN
 from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.rnn import RNNState, reorder_state
+from genloom.nn.state import join_rnn_states
 from genloom.nn.sampling import draw
 
 BATCHING = "sentences"
@@ -345,6 +346,9 @@ class TextGAN(nn.Module):
 
     def reorder_state(self, state: RNNState | None, index: Tensor) -> RNNState | None:
         return self.generator.reorder_state(state, index)
+
+    def merge_states(self, states: list[RNNState]) -> RNNState:
+        return join_rnn_states(states)
 
     @property
     def max_context(self) -> int | None:

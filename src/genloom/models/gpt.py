@@ -19,6 +19,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import LossOutput, masked_cross_entropy
+from genloom.nn.state import join_caches, key_mask, row_positions, trim_caches
 from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer, reorder_caches
 
 
@@ -82,17 +83,27 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, tokens: Tensor, caches: list | None = None, offset: int = 0) -> tuple[Tensor, list | None]:
-        """tokens (B, T) at positions offset … offset+T-1 → logits (B, T, V) and the updated caches."""
+    def forward(self, tokens: Tensor, caches: list | None = None, offset: int = 0,
+                start: Tensor | None = None) -> tuple[Tensor, list | None]:
+        """tokens (B, T) after ``offset`` cached slots → logits (B, T, V) and the updated caches.
+
+        ``start`` (B,): in a joined batch (``merge_states``), each row's first real cache slot; its tokens sit at
+        positions counted from there, and the slots before it are masked.
+        """
         length = offset + tokens.size(1)
         if length > self.config.context_length:
             raise UserError(f"the input is {length} tokens long, longer than the model's context of "
                             f"{self.config.context_length} tokens.")
-        positions = torch.arange(offset, length, device=tokens.device)
+        mask = None
+        if start is None:
+            positions = torch.arange(offset, length, device=tokens.device)  # (T,)
+        else:
+            positions = row_positions(start, offset, tokens.size(1))  # (B, T)
+            mask = key_mask(start, length)  # (B, 1, S+T)
         x = self.drop(self.embed(tokens) + self.positions(positions))  # (B, T, C)
         new_caches = []
         for i, layer in enumerate(self.layers):
-            x, cache, _ = layer(x, causal=True, cache=caches[i] if caches is not None else None)
+            x, cache, _ = layer(x, mask=mask, causal=True, cache=caches[i] if caches is not None else None)
             new_caches.append(cache)
         logits = self.output(self.norm(x))[..., : self.config.vocab_size]  # (B, T, V): padded rows dropped
         return logits, new_caches if caches is not None else None
@@ -106,7 +117,7 @@ class GPT(nn.Module):
 
     def init_state(self, batch_size: int, context: Any = None) -> dict[str, Any]:
         device = self.embed.weight.device
-        return {"caches": [{} for _ in self.layers], "offset": 0,
+        return {"caches": [{} for _ in self.layers], "offset": 0, "start": None,
                 "window": torch.zeros((batch_size, 0), dtype=torch.long, device=device)}
 
     def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
@@ -118,14 +129,28 @@ class GPT(nn.Module):
         context = self.config.context_length
         window = torch.cat([state["window"], tokens], dim=1)[:, -context:]  # (B, ≤ context)
         if state["offset"] + tokens.size(1) <= context:
-            logits, caches = self(tokens, state["caches"], state["offset"])
-            return logits[:, -1], {"caches": caches, "offset": state["offset"] + tokens.size(1), "window": window}
+            logits, caches = self(tokens, state["caches"], state["offset"], state["start"])
+            return logits[:, -1], dict(state, caches=caches, offset=state["offset"] + tokens.size(1), window=window)
+        if state["start"] is not None:
+            raise UserError(f"a row of a joined batch would pass the model's context of {context} tokens; "
+                            "joined batches do not slide (keep prompt + new tokens within the context).")
         logits, caches = self(window, [{} for _ in self.layers], 0)
-        return logits[:, -1], {"caches": caches, "offset": window.size(1), "window": window}
+        return logits[:, -1], {"caches": caches, "offset": window.size(1), "window": window, "start": None}
 
     def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        return {"caches": reorder_caches(state["caches"], index), "offset": state["offset"],
-                "window": state["window"].index_select(0, index)}
+        """Keep rows ``index``; in a joined batch, drop the cache slots no kept row uses."""
+        start = state["start"].index_select(0, index) if state["start"] is not None else None
+        caches, start, trim = trim_caches(reorder_caches(state["caches"], index), start)
+        return {"caches": caches, "offset": state["offset"] - trim, "start": start,
+                "window": state["window"].index_select(0, index)[:, trim:]}
+
+    def merge_states(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        """Several batches' states (each after at least one step) as one batch, rows in order."""
+        caches, start = join_caches([s["caches"] for s in states], [s["start"] for s in states])
+        offset = max(s["offset"] for s in states)
+        window = torch.cat([torch.nn.functional.pad(s["window"], (offset - s["window"].size(1), 0))
+                            for s in states])  # (ΣB, offset), right-aligned like the caches
+        return {"caches": caches, "offset": offset, "start": start, "window": window}
 
     @property
     def max_context(self) -> int:

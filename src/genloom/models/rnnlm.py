@@ -16,6 +16,7 @@ from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.rnn import RNNState, init_and_tie, make_rnn, output_head, reorder_state, run_rnn
+from genloom.nn.state import join_rnn_states
 
 
 @dataclass
@@ -101,6 +102,9 @@ class RNNLM(nn.Module):
 
     def reorder_state(self, state: RNNState | None, index: Tensor) -> RNNState | None:
         return reorder_state(state, index)
+
+    def merge_states(self, states: list[RNNState]) -> RNNState:
+        return join_rnn_states(states)
 
     @property
     def max_context(self) -> int | None:

@@ -26,6 +26,7 @@ from genloom.errors import UserError
 from genloom.nn.attention import make_attention
 from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.rnn import RNNEncoder, make_rnn, map_state
+from genloom.nn.state import cat_padded, join_rnn_states
 
 EPS = 1e-12
 
@@ -232,6 +233,19 @@ class Seq2Seq(nn.Module):
 
         return {key: select(key, value) for key, value in state.items()}
 
+    def merge_states(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        """Several batches' states as one batch, rows in order: per-source tensors right-padded to the longest
+        source (masked there, so attention, coverage and copying never reach the padding)."""
+        def join(key: str) -> Any:
+            values = [s[key] for s in states]
+            if values[0] is None:
+                return None
+            if key == "rnn":
+                return join_rnn_states(values)
+            return cat_padded(values, dim=1) if key in PER_SOURCE else torch.cat(values)
+
+        return {key: join(key) for key in states[0]}
+
     def attention_weights(self, state: dict[str, Any]) -> Tensor | None:
         """(B, S) attention of the step that produced the latest scores, for plots and the caller."""
         return state["attention"]
@@ -239,6 +253,10 @@ class Seq2Seq(nn.Module):
     @property
     def max_context(self) -> int | None:
         return None
+
+
+# The decoder state's entries that run along the source (B, S, …): padded when batches join.
+PER_SOURCE = ("memory", "mask", "keys", "coverage", "attention", "extended")
 
 
 def check_config(config: Seq2SeqConfig) -> None:

@@ -18,6 +18,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import LossOutput, masked_cross_entropy
+from genloom.nn.state import cat_padded, join_caches, key_mask, row_positions, trim_caches
 from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer, reorder_caches, sinusoidal_positions
 
 
@@ -76,13 +77,18 @@ class TransformerSeq2Seq(nn.Module):
         if c.tie_embeddings:
             self.output.weight = self.embed.weight
 
-    def _embed(self, tokens: Tensor, offset: int = 0) -> Tensor:
+    def _embed(self, tokens: Tensor, offset: int = 0, start: Tensor | None = None) -> Tensor:
+        """tokens (B, T) after ``offset`` earlier ones (in a joined batch, per row: ``start``, see ``merge_states``)
+        → (B, T, C)."""
         length = tokens.size(1)
         if offset + length > self.config.max_positions:
             raise UserError(f"a sequence of {offset + length} tokens exceeds the model's "
                             f"{self.config.max_positions} positions.")
-        x = self.embed(tokens) * math.sqrt(self.config.dim) + self.positions[offset : offset + length]
-        return self.drop(x)  # (B, T, C)
+        if start is None:
+            positions = self.positions[offset : offset + length]  # (T, C)
+        else:
+            positions = self.positions[row_positions(start, offset, length)]  # (B, T, C)
+        return self.drop(self.embed(tokens) * math.sqrt(self.config.dim) + positions)  # (B, T, C)
 
     def encode(self, source: Tensor, source_mask: Tensor) -> tuple[Tensor, Tensor]:
         """source (B, S) → memory (B, S, C) and the (B, 1, S) key mask."""
@@ -93,12 +99,13 @@ class TransformerSeq2Seq(nn.Module):
         return self.encoder_norm(x), mask
 
     def _decode(self, tokens: Tensor, memory: Tensor, memory_mask: Tensor, caches: list | None, offset: int,
-                need_weights: bool) -> tuple[Tensor, list | None, Tensor | None]:
-        x = self._embed(tokens, offset)
+                need_weights: bool, start: Tensor | None = None) -> tuple[Tensor, list | None, Tensor | None]:
+        x = self._embed(tokens, offset, start)
+        mask = key_mask(start, offset + tokens.size(1)) if start is not None else None  # (B, 1, S+T)
         new_caches, weights = [], None
         for i, layer in enumerate(self.decoder):
             last = i == len(self.decoder) - 1
-            x, cache, w = layer(x, causal=True, memory=memory, memory_mask=memory_mask,
+            x, cache, w = layer(x, mask=mask, causal=True, memory=memory, memory_mask=memory_mask,
                                 cache=caches[i] if caches is not None else None, need_weights=need_weights and last)
             new_caches.append(cache)
             weights = w if last else weights
@@ -123,20 +130,30 @@ class TransformerSeq2Seq(nn.Module):
             raise UserError("a seq2seq model needs a source to decode from.")
         memory, memory_mask = self.encode(context["source"], context["source_mask"])
         return {"memory": memory, "memory_mask": memory_mask, "caches": [{} for _ in self.decoder],
-                "offset": 0, "attention": None}
+                "offset": 0, "start": None, "attention": None}
 
     def step(self, tokens: Tensor, state: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         """(B, T) new tokens → (B, V) logits for the next one; keys and values of the past come from the cache."""
         logits, caches, weights = self._decode(tokens, state["memory"], state["memory_mask"], state["caches"],
-                                               state["offset"], need_weights=True)
+                                               state["offset"], need_weights=True, start=state["start"])
         return logits[:, -1], dict(state, caches=caches, offset=state["offset"] + tokens.size(1),
                                    attention=weights[:, -1])
 
     def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
-        caches = reorder_caches(state["caches"], index)
+        """Keep rows ``index``; in a joined batch, drop the self-attention slots no kept row uses."""
+        start = state["start"].index_select(0, index) if state["start"] is not None else None
+        caches, start, trim = trim_caches(reorder_caches(state["caches"], index), start)
         attention = state["attention"].index_select(0, index) if state["attention"] is not None else None
-        return dict(state, memory=state["memory"].index_select(0, index),
+        return dict(state, memory=state["memory"].index_select(0, index), start=start, offset=state["offset"] - trim,
                     memory_mask=state["memory_mask"].index_select(0, index), caches=caches, attention=attention)
+
+    def merge_states(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        """Several batches' states (each after at least one step) as one batch, rows in order: memories
+        right-padded to the longest source (masked), decoder caches right-aligned (``nn.state.join_caches``)."""
+        caches, start = join_caches([s["caches"] for s in states], [s["start"] for s in states])
+        return {"memory": cat_padded([s["memory"] for s in states]), "caches": caches, "start": start,
+                "memory_mask": cat_padded([s["memory_mask"] for s in states], dim=2, value=False),
+                "offset": max(s["offset"] for s in states), "attention": cat_padded([s["attention"] for s in states])}
 
     def attention_weights(self, state: dict[str, Any]) -> Tensor | None:
         return state["attention"]

@@ -32,6 +32,7 @@ from genloom.data.tokenizers import UNK_ID
 from genloom.errors import UserError
 from genloom.nn.losses import LossOutput
 from genloom.nn.rnn import RNNEncoder, RNNState, init_and_tie, make_rnn, output_head, reorder_state, run_rnn
+from genloom.nn.state import join_rnn_states
 
 BATCHING = "sentences"  # one latent code per sentence: the recipe batches whole sentences
 LOG_2PI = math.log(2 * math.pi)
@@ -284,6 +285,9 @@ class TextVAE(nn.Module):
 
     def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
         return {"z": state["z"].index_select(0, index), "rnn": reorder_state(state["rnn"], index)}
+
+    def merge_states(self, states: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"z": torch.cat([s["z"] for s in states]), "rnn": join_rnn_states([s["rnn"] for s in states])}
 
     @property
     def max_context(self) -> int | None:
