@@ -35,6 +35,50 @@ class Transduction:
     flagged: list[str] = field(default_factory=list)
 
 
+class TextStream:
+    """The text of one output row as its tokens arrive: each ``feed`` returns the text that is new and safe to
+    show (cut before any stop string, a multi-byte character only once whole, personal data and offensive words
+    held back until the ``redact`` and ``safety`` filters have decided), ``finish`` the rest."""
+
+    def __init__(self, model: LoadedModel, prompt_ids: list[int], oov: list[str], cfg: GenerationConfig):
+        self.model, self.prompt_ids, self.oov, self.cfg = model, prompt_ids, oov, cfg
+        self.filters = (([StreamRedactor(cfg.redact)] if cfg.redact else [])
+                        + ([StreamScreen(cfg.safety)] if cfg.safety else []))
+        self.new_ids: list[int] = []
+        self.text = ""  # the text so far before the filters
+
+    def feed(self, token: int) -> str:
+        self.new_ids.append(token)
+        text = _cut_at_stop(self.model._new_text(self.prompt_ids, self.new_ids, self.oov), self.cfg.stop_strings)
+        if text.endswith("\ufffd") or not (text.startswith(self.text) and len(text) > len(self.text)):
+            return ""  # a multi-byte character is still incomplete, or nothing new
+        piece, self.text = text[len(self.text):], text
+        for stream_filter in self.filters:
+            piece = stream_filter.feed(piece)
+        return piece
+
+    def finish(self) -> str:
+        rest = ""
+        for stream_filter in self.filters:  # each passes on what the one before it still held
+            rest = stream_filter.feed(rest) + stream_filter.finish()
+        return rest
+
+    @property
+    def flagged(self) -> list[str]:
+        """The offensive words the safety screen found so far."""
+        return [word for f in self.filters if isinstance(f, StreamScreen) for word in f.found]
+
+
+@dataclass
+class DecodeRequest:
+    """Prompts ready for the engine: each row's ids, the engine's keyword arguments (``context``, ``max_context``,
+    ``detokenize``, ``start_token``, ``rules``), and each row's ``TextStream``."""
+
+    ids: list[list[int]]
+    engine: dict[str, Any]
+    streams: list[TextStream]
+
+
 class LoadedModel:
     """A trained model with its tokenizer, ready to generate text and score data.
 
@@ -164,31 +208,28 @@ class LoadedModel:
             back until it is safe; ``safety`` block holds everything back to the end.
         """
         cfg = self._options(options)
-        (prompt_ids,), context, (oov,) = self._inputs([self.redact_input(prompt, cfg)])
-        filters = ([StreamRedactor(cfg.redact)] if cfg.redact else []) + ([StreamScreen(cfg.safety)] if cfg.safety
-                                                                          else [])
-        new_ids: list[int] = []
-        emitted_text = ""
-        engine = self._engine_args(cfg, context, oov)
-        for step in generate(self.model, [prompt_ids], cfg, self.tokenizer.eos_id, **engine):
-            if not bool(step.emitted[0]):
-                continue
-            new_ids.append(int(step.tokens[0]))
-            text = _cut_at_stop(self._new_text(prompt_ids, new_ids, oov), cfg.stop_strings)
-            if text.endswith("\ufffd"):  # a multi-byte character is still incomplete
-                continue
-            if text.startswith(emitted_text) and len(text) > len(emitted_text):
-                piece = text[len(emitted_text):]
-                emitted_text = text
-                for stream_filter in filters:
-                    piece = stream_filter.feed(piece)
-                if piece:
-                    yield piece
-        rest = ""
-        for stream_filter in filters:  # each passes on what the one before it still held
-            rest = stream_filter.feed(rest) + stream_filter.finish()
+        request = self.request([prompt], cfg)
+        (text,) = request.streams
+        for step in generate(self.model, request.ids, cfg, self.tokenizer.eos_id, **request.engine):
+            piece = text.feed(int(step.tokens[0])) if bool(step.emitted[0]) else ""
+            if piece:
+                yield piece
+        rest = text.finish()
         if rest:
             yield rest
+
+    def request(self, prompts: list[str], cfg: GenerationConfig, copies: int = 1) -> DecodeRequest:
+        """What the decoding engine needs to decode ``prompts`` (each ``copies`` times, rows prompt-major) under
+        ``cfg``, with a ``TextStream`` per row that turns its tokens into text: the one preparation that
+        ``generate``, the server and its batches share."""
+        ids, context, oovs = self._inputs([self.redact_input(p, cfg) for p in prompts])
+        rows = [row for row in range(len(prompts)) for _ in range(copies)]
+        ids, oovs = [ids[row] for row in rows], [oovs[row] for row in rows]
+        if isinstance(context, dict) and copies > 1:
+            index = torch.tensor(rows, device=self.device)
+            context = {name: value.index_select(0, index) for name, value in context.items()}
+        engine = self._engine_args(cfg, context, oovs[0] if len(oovs) == 1 else [])
+        return DecodeRequest(ids, engine, [TextStream(self, row_ids, oov, cfg) for row_ids, oov in zip(ids, oovs)])
 
     @staticmethod
     def redact_input(text: str, cfg: GenerationConfig) -> str:
@@ -320,6 +361,26 @@ class LoadedModel:
         ids = torch.tensor(self._wrap(text.replace("[MASK]", mask_token)), device=self.device)
         return [[(self.tokenizer.id_to_token(i), p) for i, p in position]
                 for position in model.fill_mask(ids, top_k)]
+
+    @torch.no_grad()
+    def embed(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """(N, C) sentence embeddings from a masked LM: the mean of the last layer's states over each text's tokens
+        ([CLS] and [SEP] included, as sentence-transformers pools), scaled to length 1 (as OpenAI's are)."""
+        model = self._masked_model()
+        rows = [self._wrap(t) for t in texts]
+        limit = model.config.context_length
+        too_long = [i for i, r in enumerate(rows) if len(r) > limit]
+        if too_long:
+            raise UserError(f"input {too_long[0] + 1} is {len(rows[too_long[0]])} tokens long, longer than the "
+                            f"model's context of {limit} tokens.")
+        pooled = []
+        for start in range(0, len(rows), batch_size):
+            tokens, mask = pad(rows[start:start + batch_size], self.tokenizer.pad_id)  # (B, T) each
+            tokens, mask = tokens.to(self.device), mask.to(self.device)
+            states = model.encode(tokens, mask).float()  # (B, T, C)
+            mean = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, C)
+            pooled.append(torch.nn.functional.normalize(mean, dim=-1))
+        return torch.cat(pooled).cpu()
 
     def pseudo_log_likelihood(self, text: str) -> float:
         """Salazar et al. 2020: Σ_i log P(w_i | the text with w_i masked), over the text's tokens, in nats."""

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from genloom.decoding.generate import sample_choice
 from genloom.decoding.processors import (BanSequences, MinNewTokens, NoRepeatNGram, RepetitionPenalty, SequenceBias,
                                          SuppressTokens, Temperature, TopK, TopP)
 
@@ -61,8 +62,15 @@ def test_top_k_keeps_k_best():
     assert applied(TopK(0), None, torch.tensor([[1.0, 2.0]])).tolist() == [[1.0, 2.0]]
 
 
-def test_temperature_scales():
-    assert applied(Temperature(0.5), None, torch.tensor([[1.0, -2.0]])).tolist() == [[2.0, -4.0]]
+def test_temperature_scales_the_gaps_to_the_best_logit():
+    assert applied(Temperature(0.5), None, torch.tensor([[1.0, -2.0]])).tolist() == [[0.0, -6.0]]
+
+
+def test_a_tiny_temperature_samples_the_best_token_instead_of_failing():
+    """Regression: temperature 1e-300 (valid: positive) divided finite logits into inf and the softmax into nan."""
+    scaled = applied(Temperature(1e-300), None, torch.tensor([[1.0, 3.0, 2.0], [float("-inf"), 0.5, 0.5]]))
+    assert scaled.tolist() == [[float("-inf"), 0.0, float("-inf")], [float("-inf"), 0.0, 0.0]]
+    assert sample_choice(scaled).tolist()[0] == 1
 
 
 @pytest.mark.parametrize("p, kept", [(0.5, [True, False, False]), (0.8, [True, True, False]),

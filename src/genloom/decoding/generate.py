@@ -258,6 +258,7 @@ class Group:
         self.width, self.source_length = width, source_length  # the group's own score and source widths
         self.cancelled = False
         self.last: Tensor | None = None  # (n,) the tokens chosen at the latest step
+        self.reasons: list[str | None] = [None] * self.size  # why each row ended: "stop" (EOS, stop string), "length"
 
     @property
     def done(self) -> bool:
@@ -275,12 +276,15 @@ class Group:
         free = ~forced & ~self.finished
         emitted = free & (tokens != self.eos_id)
         self.new_count += free.long()
-        self.finished |= free & ((tokens == self.eos_id) | (self.new_count >= self.cfg.max_new_tokens))
+        ended = free & (tokens == self.eos_id)
         if self.cfg.stop_strings:
             for row in emitted.nonzero().flatten().tolist():
                 self.new_tokens[row].append(int(tokens[row]))
                 if _stop_hit(self.cfg.stop_strings, self.detokenize, self.new_tokens[row]):
-                    self.finished[row] = True
+                    ended[row] = True
+        for row in (free & (ended | (self.new_count >= self.cfg.max_new_tokens))).nonzero().flatten().tolist():
+            self.reasons[row] = "stop" if bool(ended[row]) else "length"
+        self.finished |= free & (ended | (self.new_count >= self.cfg.max_new_tokens))
         self.history = torch.cat([self.history, tokens[:, None]], dim=1)  # (n, T+1)
         self.position += 1
         self.last = tokens

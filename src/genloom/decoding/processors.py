@@ -183,7 +183,11 @@ class TopK:
 
 
 class Temperature:
-    """Divide the logits by ``temperature`` (> 0): below 1 sharpens, above 1 flattens."""
+    """Divide the logits by ``temperature`` (> 0): below 1 sharpens, above 1 flattens.
+
+    Each row is shifted by its maximum first (softmax does not change), so a tiny temperature gives the one-hot
+    choice of the best token instead of overflowing to ``inf`` and ``nan``.
+    """
 
     def __init__(self, temperature: float):
         if temperature <= 0:
@@ -191,7 +195,9 @@ class Temperature:
         self.temperature = temperature
 
     def __call__(self, tokens: Tensor | None, logits: Tensor) -> Tensor:
-        return logits / self.temperature
+        top = logits.amax(dim=-1, keepdim=True)  # (B, 1)
+        shifted = logits - torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # ≤ 0, the best at 0
+        return torch.where(shifted == 0, shifted, shifted / self.temperature)  # 0 / a temperature below fp32's range
 
 
 class TopP:

@@ -86,6 +86,11 @@ class Bert(nn.Module):
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         """tokens (B, T), mask (B, T) True at real tokens → MLM logits (B, T, V)."""
+        h = self.head_norm(F.gelu(self.head_dense(self.encode(tokens, mask))))
+        return h @ self.embed.weight.t() + self.output_bias  # (B, T, V), tied to the input embedding
+
+    def encode(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
+        """tokens (B, T), mask (B, T) True at real tokens → the last layer's hidden states (B, T, C)."""
         if tokens.size(1) > self.config.context_length:
             raise UserError(f"the input is {tokens.size(1)} tokens long, longer than the model's context of "
                             f"{self.config.context_length} tokens.")
@@ -95,8 +100,7 @@ class Bert(nn.Module):
         key_mask = mask[:, None, :] if mask is not None else None  # (B, 1, T)
         for layer in self.layers:
             x, _, _ = layer(x, mask=key_mask)
-        h = self.head_norm(F.gelu(self.head_dense(x)))
-        return h @ self.embed.weight.t() + self.output_bias  # (B, T, V), tied to the input embedding
+        return x
 
     def choose_masked(self, tokens: Tensor, maskable: Tensor,
                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
