@@ -19,8 +19,9 @@ LAYERS = [
     {"recipes"},
     {"api"},
     {"apps"},
+    {"serve"},  # the HTTP server; `genloom serve` starts it
     {"commands"},  # what each CLI command does
-    {"cli", "serve"},
+    {"cli"},
     {"__main__"},
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

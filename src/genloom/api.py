@@ -242,15 +242,17 @@ class LoadedModel:
         Greedy and sampling use the same streaming engine as ``generate``; beam
         search returns its n-best list, best first.
         """
-        return [[r.text for r in row] for row in self._decode_batch(prompts, options)]
+        return [[r.text for r in row] for row in self.outputs(prompts, **options)]
 
     def transduce(self, sources: list[str], **options: Any) -> list[Transduction]:
         """Translate or summarize ``sources``: the best output of each with its tokens and attention."""
         if not self.conditional:
             raise UserError(f"{self.path} holds a '{self.family}' model, which has no source to translate from.")
-        return [row[0] for row in self._decode_batch(sources, options)]
+        return [row[0] for row in self.outputs(sources, **options)]
 
-    def _decode_batch(self, prompts: list[str], options: dict[str, Any]) -> list[list[Transduction]]:
+    def outputs(self, prompts: list[str], **options: Any) -> list[list[Transduction]]:
+        """Decode a batch of prompts (or sources): ``num_return_sequences`` outputs of each, with their tokens,
+        attention and safety findings; ``complete`` and ``transduce`` are views of this."""
         cfg = self._options(options)
         ids, context, oovs = self._inputs([self.redact_input(p, cfg) for p in prompts])
         return self._decode_ids(ids, context, oovs, cfg)
@@ -312,22 +314,16 @@ class LoadedModel:
 
     def _decode_ids(self, ids: list[list[int]], context: Any, oovs: list[list[str]],
                     cfg: GenerationConfig) -> list[list[Transduction]]:
-        source_tokens: list[list[str]] = [[] for _ in ids]
-        if self.conditional:
-            source_tokens = [[self.tokenizer.id_to_token(int(i)) for i in row[mask]]
-                             for row, mask in zip(context["source"].cpu(), context["source_mask"].cpu())]
+        source_tokens = self.source_tokens(context) if self.conditional else [[] for _ in ids]
 
         def result(row: int, new: list[int], attention: torch.Tensor | None) -> Transduction:
             text = _cut_at_stop(self._new_text(ids[row], new, oovs[row]), cfg.stop_strings)
-            tokens = [oovs[row][i - self.tokenizer.vocab_size] if i >= self.tokenizer.vocab_size
-                      else self.tokenizer.id_to_token(i) for i in new]
-            if cfg.redact:  # the text whole, and each token on its own (what an attention plot shows)
-                text, tokens = redact(text, cfg.redact), [redact(t, cfg.redact) for t in tokens]
+            if cfg.redact:
+                text = redact(text, cfg.redact)
             flagged: list[str] = []
             if cfg.safety:
                 text, flagged = screen(text, cfg.safety)
-                tokens = [screen(t, "mask")[0] for t in tokens] if cfg.safety != "flag" else tokens
-            return Transduction(text, source_tokens[row], tokens, attention, flagged)
+            return Transduction(text, source_tokens[row], self.shown_tokens(new, oovs[row], cfg), attention, flagged)
 
         if cfg.method == "beam":
             nbest = beam_search(self.model, ids, cfg, self.tokenizer.eos_id, **self._engine_args(cfg, context, []))
@@ -341,6 +337,22 @@ class LoadedModel:
                     attention[row].append(step.attention[row])
         return [[result(row, new_ids[row], torch.stack(attention[row]) if attention[row] else None)]
                 for row in range(len(ids))]
+
+    def source_tokens(self, context: dict[str, torch.Tensor]) -> list[list[str]]:
+        """Each row's source tokens (padding left out), as a seq2seq model read them."""
+        return [[self.tokenizer.id_to_token(int(i)) for i in row[mask]]
+                for row, mask in zip(context["source"].cpu(), context["source_mask"].cpu())]
+
+    def shown_tokens(self, new_ids: list[int], oov: list[str], cfg: GenerationConfig) -> list[str]:
+        """The output tokens as an attention plot shows them: copied words by name, each token redacted and masked
+        on its own as ``cfg`` asks."""
+        vocab = self.tokenizer.vocab_size
+        tokens = [oov[i - vocab] if i >= vocab else self.tokenizer.id_to_token(i) for i in new_ids]
+        if cfg.redact:
+            tokens = [redact(t, cfg.redact) for t in tokens]
+        if cfg.safety and cfg.safety != "flag":
+            tokens = [screen(t, "mask")[0] for t in tokens]
+        return tokens
 
     def _masked_model(self):
         if self.family != "bert":

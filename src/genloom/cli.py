@@ -240,6 +240,30 @@ def build_parser() -> Parser:
                         help="the model family whose model.* keys to list (rnnlm, gpt, bert, seq2seq, "
                              "transformer_seq2seq, vae, gan); without it, the shared sections only")
 
+    serve = commands.add_parser("serve", help="serve checkpoints over HTTP (OpenAI-compatible API, playground)",
+                                description="Serve checkpoints behind an OpenAI-compatible HTTP API (completions with "
+                                            "streaming, models, embeddings) and genloom's translate, summarize and "
+                                            "fill-mask, with continuous batching, /health, /metrics (Prometheus) and "
+                                            "a playground page at /. Binds to 127.0.0.1 unless --host says "
+                                            "otherwise.")
+    serve.add_argument("checkpoints", nargs="+", metavar="[NAME=]CKPT",
+                       help="run directories or local Hugging Face folders; each is served under NAME (default: "
+                            "its folder's name)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to bind (default 127.0.0.1: this machine "
+                                                          "only; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+    serve.add_argument("--api-key", default=None,
+                       help="require 'Authorization: Bearer KEY' on /v1 and /metrics (default: $GENLOOM_API_KEY, "
+                            "else no key)")
+    serve.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                       help="let browser pages from ORIGIN call the API (repeatable; default: CORS off)")
+    serve.add_argument("--max-batch", type=int, default=64, help="rows decoded together per model (default 64)")
+    serve.add_argument("--max-waiting", type=int, default=256,
+                       help="requests that may wait for room in a batch before new ones get 429 (default 256)")
+    serve.add_argument("--max-tokens", type=int, default=2048, help="the most new tokens per output (default 2048)")
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="the largest request body (default 1 MiB)")
+    serve.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+
     demo = commands.add_parser("demo", help="train a small model on built-in data and show what it does",
                                description="Build a small corpus, train on it (about two minutes on a laptop CPU), "
                                            "and print samples and metrics; output goes to runs/demo.")

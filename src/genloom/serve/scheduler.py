@@ -59,6 +59,8 @@ class Job:
     last_step: float | None = None
     ended: set[int] = field(default_factory=set)
     attention: list[list[Any]] = field(default_factory=list)
+    generated: int = 0  # tokens generated so far, all rows
+    target_tokens: dict[int, list[str]] = field(default_factory=dict)  # a beam search's output tokens, by row
 
     @property
     def rows(self) -> int:
@@ -92,6 +94,7 @@ class Scheduler:
         self.running: list[Job] = []
         self.condition = threading.Condition()
         self.closed = False
+        self.peak_rows = 0  # the most rows decoded in one step so far
         self.thread = threading.Thread(target=self._run, name=f"genloom-decode-{name}", daemon=True)
         self.thread.start()
 
@@ -102,11 +105,13 @@ class Scheduler:
             return len(self.waiting) + len(self.running)
 
     def submit(self, job: Job) -> None:
-        """Queue ``job``; raises ``Busy`` when ``max_waiting`` requests already wait."""
+        """Queue ``job``; raises ``Busy`` when it cannot join the batch soon and ``max_waiting`` requests already
+        wait."""
         with self.condition:
             if self.closed:
                 raise RuntimeError("the scheduler is closed")
-            if len(self.waiting) >= self.max_waiting:
+            rows = sum(j.rows for j in self.running) + sum(j.rows for j in self.waiting)
+            if rows + job.rows > self.max_batch and len(self.waiting) >= self.max_waiting:
                 raise Busy(retry_after=1)
             self.waiting.append(job)
             self._gauges()
@@ -185,6 +190,7 @@ class Scheduler:
     def _step(self) -> None:
         jobs = {id(job.group): job for job in self.running if job.group is not None}
         groups = list(self.batch.groups)
+        self.peak_rows = max(self.peak_rows, self.batch.rows)
         now = time.perf_counter()
         for group, output in zip(groups, self.batch.choose()):
             job = jobs[id(group)]
@@ -205,6 +211,7 @@ class Scheduler:
     def _deliver(self, job: Job, output: StepOutput, now: float) -> None:
         """Turn one step's tokens into text events; end the rows that finished."""
         emitted = output.emitted.nonzero().flatten().tolist()
+        job.generated += len(emitted)
         if emitted:
             self.metrics.generated_tokens.labels(self.name).inc(len(emitted))
             if job.last_step is None:
