@@ -62,6 +62,7 @@ function decodingOptions() {
     model: $("model").value,
     method: $("method").value,
     max_tokens: numberOr("max-tokens", 60),
+    min_tokens: numberOr("min-tokens", 0),
     top_p: numberOr("top-p", 1),
     top_k: numberOr("top-k", 0),
     num_beams: numberOr("num-beams", 4),
