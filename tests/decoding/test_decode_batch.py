@@ -4,7 +4,7 @@ of other requests (each generator family's ``merge_states`` and ``reorder_state`
 import pytest
 import torch
 
-from genloom.decoding.generate import DecodeBatch, GenerationConfig, generate
+from genloom.decoding.generate import DecodeBatch, GenerationConfig, Joining, generate
 from genloom.models.rnnlm import RNNLMConfig
 from genloom.models.rnnlm import build as build_rnnlm
 from tests.models.test_gan import tiny_gan
@@ -53,10 +53,10 @@ def decode(model, requests, joins):
     batch = DecodeBatch(model, EOS)
     tokens, scores, groups = {}, {}, {}
     for step in range(60):
-        for r in [r for r, at in enumerate(joins) if at == step]:
-            prompt, cfg, context = requests[r]
-            groups[r] = batch.join([prompt], cfg, context=context)
-            tokens[r], scores[r] = [], []
+        joining = [r for r, at in enumerate(joins) if at == step]  # joined together: one prefill where they can
+        added = batch.join_all([Joining([requests[r][0]], requests[r][1], context=requests[r][2]) for r in joining])
+        for r, group in zip(joining, added):
+            groups[r], tokens[r], scores[r] = group, [], []
         if not batch.groups and step > max(joins):
             break
         row = 0
@@ -120,3 +120,18 @@ def test_a_joined_gpt_batch_trims_its_cache_when_the_long_rows_leave():
     batch.advance()
     assert long not in batch.groups
     assert batch.state["start"] is None and batch.state["offset"] == 3  # only the short row's own slots are left
+
+
+def test_requests_with_the_same_settings_are_shaped_and_drawn_together_yet_decode_as_alone():
+    model = vivid(tiny_gpt())
+    sampled = [GenerationConfig(method="sample", max_new_tokens=6 + i, seed=i, temperature=0.9, top_p=0.8)
+               for i in range(4)]
+    requests = [(PROMPTS[i], cfg, None) for i, cfg in enumerate(sampled)]
+    requests += [(PROMPTS[i], GenerationConfig(max_new_tokens=5), None) for i in range(3)]  # greedy ones
+    expected = [decode(model, [request], [0])[0][0] for request in requests]
+    batch = DecodeBatch(model, EOS)
+    for prompt, cfg, _ in requests[:4]:
+        batch.join([prompt], cfg)
+    assert [len(run) for run in batch._runs()] == [4]
+    tokens, _ = decode(model, requests, [0, 1, 1, 3, 0, 2, 2])  # requests 0 and 4 share one prefill
+    assert tokens == expected

@@ -169,15 +169,15 @@ def test_concurrent_requests_share_one_decode_batch_and_get_their_own_answers(li
     import concurrent.futures
 
     prompts = ["the", "a", "the cat", "a dog", "the red", "a big"]
-    expected = [row[0] for row in models["gpt"].complete(prompts, max_new_tokens=20, min_new_tokens=20)]
+    expected = [models["rnn"].complete([p], max_new_tokens=20, min_new_tokens=20)[0][0] for p in prompts]
     with live() as server:
         def ask(prompt):
-            body = {"model": "gpt", "prompt": prompt, "max_tokens": 20, "min_tokens": 20, "temperature": 0}
+            body = {"model": "rnn", "prompt": prompt, "max_tokens": 20, "min_tokens": 20, "temperature": 0}
             return httpx.post(f"{server.url}/v1/completions", json=body, timeout=30).json()["choices"][0]["text"]
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             got = list(pool.map(ask, prompts))
         assert got == expected
-        assert server.app.state.served["gpt"].scheduler.peak_rows > 1
+        assert server.app.state.served["rnn"].scheduler.peak_rows > 1
 
 
 def test_an_api_key_guards_the_api_and_metrics_but_not_health_or_the_page(models):

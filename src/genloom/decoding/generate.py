@@ -145,13 +145,19 @@ def _device(model: StepModel) -> torch.device:
     return next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
 
 
-def _prepare(model: StepModel, prompts: list[list[int]], context: Any, max_context: int | None):
-    """Check prompts, feed their common prefix, and return what the search loops need."""
+def check_prompts(prompts: list[list[int]], max_context: int | None) -> None:
+    """Every prompt holds a token and fits the model's context, or a ``UserError`` says which does not."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise UserError("every prompt must hold at least one token (the model's start token).")
     longest = max(len(p) for p in prompts)
     if max_context is not None and longest > max_context:
         raise UserError(f"the prompt is {longest} tokens long, longer than the model's context of {max_context} tokens.")
+
+
+def _prepare(model: StepModel, prompts: list[list[int]], context: Any, max_context: int | None):
+    """Check prompts, feed their common prefix, and return what the search loops need."""
+    check_prompts(prompts, max_context)
+    longest = max(len(p) for p in prompts)
     device = _device(model)
     lengths = torch.tensor([len(p) for p in prompts], device=device)  # (B,)
     padded = torch.zeros((len(prompts), longest), dtype=torch.long, device=device)  # (B, L)
@@ -237,6 +243,18 @@ def generate(
         batch.advance()
 
 
+@dataclass
+class Joining:
+    """A request about to join a ``DecodeBatch``: its prompts and how to decode them (as ``generate`` takes them)."""
+
+    prompts: list[list[int]]
+    cfg: GenerationConfig
+    context: Any = None
+    detokenize: Callable[[list[int]], str] | None = None
+    start_token: bool = True
+    rules: TokenRules | None = None
+
+
 class Group:
     """The rows of one request in a ``DecodeBatch``: prompts decoded together under one ``GenerationConfig``,
     with their own processors, random generator, history and finished flags."""
@@ -259,6 +277,7 @@ class Group:
         self.cancelled = False
         self.last: Tensor | None = None  # (n,) the tokens chosen at the latest step
         self.reasons: list[str | None] = [None] * self.size  # why each row ended: "stop" (EOS, stop string), "length"
+        self.shared = _shared_settings(cfg, rules, width)
 
     @property
     def done(self) -> bool:
@@ -267,9 +286,17 @@ class Group:
 
     def choose(self, logits: Tensor, attention: Tensor | None) -> StepOutput:
         """One step: (n, V) scores → the rows' tokens (forced inside a prompt, EOS once finished)."""
+        return self.take(self.pick(logits), attention)
+
+    def pick(self, logits: Tensor) -> Tensor:
+        """(n, V) scores → (n,) the token each row would choose, shaped by this group's processors."""
         choose = sample_choice if self.sampling else greedy_choice
+        return choose(process(self.processors, self.history[:, self.skip:], logits.float()), self.generator)
+
+    def take(self, chosen: Tensor, attention: Tensor | None) -> StepOutput:
+        """Apply the step: (n,) chosen tokens, except where a row is still inside its prompt (its prompt token) or
+        has finished (EOS)."""
         forced = self.position < self.lengths  # (n,)
-        chosen = choose(process(self.processors, self.history[:, self.skip:], logits.float()), self.generator)
         forced_token = self.padded[:, min(self.position, self.padded.size(1) - 1)]
         tokens = torch.where(forced, forced_token, chosen)
         tokens = torch.where(self.finished, torch.full_like(tokens, self.eos_id), tokens)
@@ -316,31 +343,75 @@ class DecodeBatch:
              detokenize: Callable[[list[int]], str] | None = None, start_token: bool = True,
              rules: TokenRules | None = None) -> Group:
         """Add a request (arguments as ``generate``'s): prefill its prompts and merge it into the batch."""
-        if cfg.method == "beam":
-            raise ValueError("beam search keeps its own batch (beam_search); only greedy and sampling join one")
+        return self.join_all([Joining(prompts, cfg, context, detokenize, start_token, rules)])[0]
+
+    def join_all(self, requests: list[Joining]) -> list[Group]:
+        """Add requests at once. Those without a context whose prompts share their shortest length are prefilled in
+        one model call (a forward pass costs about as much for one row as for several); the others one by one."""
+        for request in requests:
+            if request.cfg.method == "beam":
+                raise ValueError("beam search keeps its own batch (beam_search); only greedy and sampling join one")
+            check_prompts(request.prompts, self.max_context)
+        prefills: dict[Any, list[Joining]] = {}
+        for number, request in enumerate(requests):
+            shortest = min(len(p) for p in request.prompts)
+            prefills.setdefault(shortest if request.context is None else ("alone", number), []).append(request)
+        groups = []
+        for together in prefills.values():
+            groups += self._prefill(together)
+        return groups
+
+    def _prefill(self, requests: list[Joining]) -> list[Group]:
+        prompts = [prompt for request in requests for prompt in request.prompts]
+        context = requests[0].context  # None, or the one request's
         device, lengths, padded, common, state = _prepare(self.model, prompts, context, self.max_context)
         logits, state = self.model.step(padded[:, :common], state)  # (n, V)
         source = context.get("source") if isinstance(context, dict) else None
-        group = Group(prompts, cfg, self.eos_id, device, lengths, padded, common, detokenize, start_token, rules,
-                      logits.size(1), source.size(1) if source is not None else None)
+        groups, row = [], 0
+        for request in requests:
+            rows = slice(row, row + len(request.prompts))
+            groups.append(Group(request.prompts, request.cfg, self.eos_id, device, lengths[rows], padded[rows], common,
+                                request.detokenize, request.start_token, request.rules, logits.size(1),
+                                source.size(1) if source is not None else None))
+            row += len(request.prompts)
         if self.groups:
             self.state = self.model.merge_states([self.state, state])
             self.logits = _cat_scores([self.logits, logits])
         else:
             self.state, self.logits = state, logits
-        self.groups.append(group)
-        return group
+        self.groups += groups
+        return groups
 
     def choose(self) -> list[StepOutput]:
-        """Choose every row's next token; one ``StepOutput`` per group, in the order they joined."""
+        """Choose every row's next token; one ``StepOutput`` per group, in the order they joined.
+
+        Neighbouring groups with the same history-free settings (``_shared_settings``) are shaped and drawn in one
+        go, each row with its own group's generator, so the tokens are those each group would choose alone.
+        """
         attention = _attention(self.model, self.state)  # (B, S) or None
         outputs, row = [], 0
-        for group in self.groups:
-            rows = slice(row, row + group.size)
-            seen = attention[rows, : group.source_length] if attention is not None else None
-            outputs.append(group.choose(self.logits[rows, : group.width], seen))
-            row += group.size
+        for run in self._runs():
+            size = sum(group.size for group in run)
+            logits = self.logits[row : row + size, : run[0].width]
+            chosen = run[0].pick(logits) if len(run) == 1 else _pick_together(run, logits)
+            offset = 0
+            for group in run:
+                rows = slice(row + offset, row + offset + group.size)
+                seen = attention[rows, : group.source_length] if attention is not None else None
+                outputs.append(group.take(chosen[offset : offset + group.size], seen))
+                offset += group.size
+            row += size
         return outputs
+
+    def _runs(self) -> list[list[Group]]:
+        """The groups in order, neighbours with equal shared settings together."""
+        runs: list[list[Group]] = []
+        for group in self.groups:
+            if runs and group.shared is not None and runs[-1][-1].shared == group.shared:
+                runs[-1].append(group)
+            else:
+                runs.append([group])
+        return runs
 
     def advance(self) -> None:
         """Drop the groups that are done and feed the others' chosen tokens to the model."""
@@ -362,6 +433,27 @@ class DecodeBatch:
     @property
     def rows(self) -> int:
         return sum(group.size for group in self.groups)
+
+
+def _shared_settings(cfg: GenerationConfig, rules: TokenRules | None, width: int) -> tuple | None:
+    """What decides how a group shapes its scores, when none of its processors reads the rows' history
+    (suppressed ids, top-k, temperature, top-p only); None otherwise."""
+    rules = rules or TokenRules()
+    if cfg.repetition_penalty != 1.0 or cfg.no_repeat_ngram_size or cfg.min_new_tokens or rules.banned or rules.bias:
+        return None
+    sampling = cfg.method == "sample"
+    return (cfg.method, width, tuple(rules.suppress), cfg.top_k if sampling else None,
+            cfg.temperature if sampling else None, cfg.top_p if sampling else None)
+
+
+def _pick_together(run: list[Group], logits: Tensor) -> Tensor:
+    """(ΣB, V) scores of neighbouring groups with equal shared settings → (ΣB,) tokens: shaped once, drawn with one
+    uniform number per row from the row's own group's generator (as ``draw`` would draw for that group alone)."""
+    scores = process(run[0].processors, None, logits.float())  # their processors read no history
+    if not run[0].sampling:
+        return greedy_choice(scores)
+    uniforms = torch.cat([torch.rand((g.size, 1), generator=g.generator, device=scores.device) for g in run])
+    return draw(torch.softmax(scores, dim=-1), uniforms=uniforms)
 
 
 def _cat_scores(scores: list[Tensor]) -> Tensor:

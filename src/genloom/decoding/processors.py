@@ -224,7 +224,7 @@ class TopP:
         return logits.masked_fill(drop, NEG_INF)
 
 
-def process(processors: list, tokens: Tensor, logits: Tensor) -> Tensor:
+def process(processors: list, tokens: Tensor | None, logits: Tensor) -> Tensor:
     """Apply ``processors`` in order.
 
     ``build_processors`` orders them: the repetition penalty and sequence bias

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genloom.api import DecodeRequest, LoadedModel
-from genloom.decoding.generate import DecodeBatch, GenerationConfig, Group, StepOutput
+from genloom.decoding.generate import DecodeBatch, GenerationConfig, Group, Joining, StepOutput, check_prompts
 from genloom.serve.metrics import Metrics
 
 
@@ -110,12 +110,25 @@ class Scheduler:
         with self.condition:
             if self.closed:
                 raise RuntimeError("the scheduler is closed")
-            rows = sum(j.rows for j in self.running) + sum(j.rows for j in self.waiting)
-            if rows + job.rows > self.max_batch and len(self.waiting) >= self.max_waiting:
+            if self._waiting_for_room() >= self.max_waiting and not self._fits(job):
                 raise Busy(retry_after=1)
             self.waiting.append(job)
             self._gauges()
             self.condition.notify()
+
+    def _fits(self, job: Job) -> bool:
+        """``job`` and every request before it fit in the batch: it joins at the next step."""
+        rows = sum(j.rows for j in self.running) + sum(j.rows for j in self.waiting)
+        return rows + job.rows <= self.max_batch
+
+    def _waiting_for_room(self) -> int:
+        """Queued requests that will not join at the next step (those that fit are not waiting for room)."""
+        free = self.max_batch - sum(j.rows for j in self.running)
+        for count, job in enumerate(self.waiting):
+            free -= job.rows
+            if free < 0:
+                return len(self.waiting) - count
+        return 0
 
     def cancel(self, job: Job) -> None:
         """The client went away: drop ``job`` from the queue now, or from the batch at the next step boundary."""
@@ -152,40 +165,57 @@ class Scheduler:
 
     def _run(self) -> None:
         while not self.closed:
-            for job in self._admit():
-                self._join(job)
+            self._join(self._admit())
             if self.closed or not self.batch.groups:
                 continue
             try:
                 self._step()
             except Exception as error:  # noqa: BLE001 - a failed step fails its requests, never the server
                 for job in list(self.running):
-                    job.send(Event("error", error=error))
-                    self._retire(job)
+                    self._fail(job, error)
                 self.batch = DecodeBatch(self.model.model, self.model.tokenizer.eos_id, self.batch.max_context)
 
-    def _join(self, job: Job) -> None:
-        if job.cancelled:
-            self._retire(job)
+    def _join(self, jobs: list[Job]) -> None:
+        """Beam searches run whole now; the other requests join the batch together (one prefill where they can)."""
+        joining = []
+        for job in jobs:
+            if job.cancelled:
+                self._retire(job)
+            elif job.work is not None:
+                self._work(job)
+            else:
+                try:
+                    check_prompts(job.request.ids, self.batch.max_context)
+                    joining.append(job)
+                except Exception as error:  # noqa: BLE001 - a request the model cannot take fails alone
+                    self._fail(job, error)
+        if not joining:
             return
-        if job.work is not None:
-            try:
-                events = job.work() + [Event("done")]
-            except Exception as error:  # noqa: BLE001
-                events = [Event("error", error=error)]
-            for event in events:
-                job.send(event)
-            self._retire(job)
-            return
-        engine = {k: v for k, v in job.request.engine.items() if k != "max_context"}
+        requests = [Joining(job.request.ids, job.cfg, **{k: v for k, v in job.request.engine.items()
+                                                          if k != "max_context"}) for job in joining]
         try:
-            job.group = self.batch.join(job.request.ids, job.cfg, **engine)
-        except Exception as error:  # noqa: BLE001 - a request the model cannot take fails alone
-            job.send(Event("error", error=error))
-            self._retire(job)
+            groups = self.batch.join_all(requests)
+        except Exception as error:  # noqa: BLE001
+            for job in joining:
+                self._fail(job, error)
             return
-        self.metrics.prompt_tokens.labels(self.name).inc(sum(len(ids) for ids in job.request.ids))
-        job.attention = [[] for _ in range(job.rows)]
+        for job, group in zip(joining, groups):
+            job.group = group
+            job.attention = [[] for _ in range(job.rows)]
+            self.metrics.prompt_tokens.labels(self.name).inc(sum(len(ids) for ids in job.request.ids))
+
+    def _work(self, job: Job) -> None:
+        try:
+            events = job.work() + [Event("done")]
+        except Exception as error:  # noqa: BLE001
+            events = [Event("error", error=error)]
+        for event in events:
+            job.send(event)
+        self._retire(job)
+
+    def _fail(self, job: Job, error: BaseException) -> None:
+        job.send(Event("error", error=error))
+        self._retire(job)
 
     def _step(self) -> None:
         jobs = {id(job.group): job for job in self.running if job.group is not None}
@@ -193,14 +223,17 @@ class Scheduler:
         self.peak_rows = max(self.peak_rows, self.batch.rows)
         now = time.perf_counter()
         for group, output in zip(groups, self.batch.choose()):
-            job = jobs[id(group)]
+            job = jobs.get(id(group))
+            if job is None:  # left over from a join that failed half-way: it leaves at once
+                group.cancelled = True
+                continue
             self._deliver(job, output, now)
             if job.cancelled:
                 group.cancelled = True
         self.batch.advance()
         for group in groups:
-            if group.done:
-                job = jobs[id(group)]
+            job = jobs.get(id(group))
+            if group.done and job is not None:
                 if not job.cancelled:
                     self._end_rows(job, range(job.rows))
                     job.send(Event("done"))
