@@ -345,6 +345,7 @@ class DecodeBatch:
         """Add a request (arguments as ``generate``'s): prefill its prompts and merge it into the batch."""
         return self.join_all([Joining(prompts, cfg, context, detokenize, start_token, rules)])[0]
 
+    @torch.no_grad()
     def join_all(self, requests: list[Joining]) -> list[Group]:
         """Add requests at once. Those without a context whose prompts share their shortest length are prefilled in
         one model call (a forward pass costs about as much for one row as for several); the others one by one."""
@@ -382,6 +383,7 @@ class DecodeBatch:
         self.groups += groups
         return groups
 
+    @torch.no_grad()
     def choose(self) -> list[StepOutput]:
         """Choose every row's next token; one ``StepOutput`` per group, in the order they joined.
 
@@ -413,6 +415,7 @@ class DecodeBatch:
                 runs.append([group])
         return runs
 
+    @torch.no_grad()
     def advance(self) -> None:
         """Drop the groups that are done and feed the others' chosen tokens to the model."""
         keep, live, row = [], [], 0
