@@ -22,7 +22,6 @@ import gzip
 import os
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,12 +58,12 @@ def free_port() -> int:
 
 
 class Server:
-    """`genloom serve` in a child process."""
+    """`genloom serve` in a child process, serving ``checkpoints`` (``NAME=PATH`` each)."""
 
-    def __init__(self, checkpoint: Path, device: str, *options: str):
+    def __init__(self, checkpoints: list[str], device: str, *options: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "genloom", "serve", f"gpt={checkpoint}", "--port", str(self.port),
+        command = [sys.executable, "-m", "genloom", "serve", *checkpoints, "--port", str(self.port),
                    "--device", device, *options]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
         deadline = time.monotonic() + 120
@@ -87,7 +86,7 @@ class Server:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
     def active(self) -> int:
-        return httpx.get(f"{self.url}/health").json()["models"]["gpt"]["active_requests"]
+        return sum(m["active_requests"] for m in httpx.get(f"{self.url}/health").json()["models"].values())
 
     def stop(self) -> None:
         self.process.terminate()
@@ -200,7 +199,7 @@ def main() -> None:
         body = {"model": "gpt", "prompt": prompt, "max_tokens": args.new_tokens,
                 "temperature": 1.0, "stream": True}
         results: dict[str, dict] = {}
-        server = Server(checkpoint, args.device)
+        server = Server([f"gpt={checkpoint}"], args.device)
         try:
             measure(server, 2, 1, dict(body, max_tokens=4), args.seconds)  # warm-up
             for clients in (1, 8, 32, 64):
@@ -208,12 +207,12 @@ def main() -> None:
             results["disconnect_100"] = disconnects(server, 100, body)
         finally:
             server.stop()
-        server = Server(checkpoint, args.device, "--max-batch", "1", "--max-waiting", "64")
+        server = Server([f"gpt={checkpoint}"], args.device, "--max-batch", "1", "--max-waiting", "64")
         try:
             results["unbatched_32"] = measure(server, 32, args.requests, body, args.seconds)
         finally:
             server.stop()
-        server = Server(checkpoint, args.device, "--max-batch", "16", "--max-waiting", "16")
+        server = Server([f"gpt={checkpoint}"], args.device, "--max-batch", "16", "--max-waiting", "16")
         try:
             results["over_capacity_64"] = measure(server, 64, args.requests, body, args.seconds)
         finally:

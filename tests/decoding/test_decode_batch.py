@@ -148,3 +148,13 @@ def test_a_decode_batch_builds_no_autograd_graph():
     assert not batch.logits.requires_grad
     assert not any(t.requires_grad for layer in batch.state["caches"] for t in layer["self"].values()
                    if isinstance(t, torch.Tensor))
+
+
+def test_join_all_answers_in_the_order_of_its_requests_whatever_order_the_prefills_take():
+    """Regression: groups came back in prefill order (by shortest prompt), so a server matched requests of
+    different prompt lengths to each other's outputs."""
+    model = tiny_gpt()
+    batch = DecodeBatch(model, EOS)
+    prompts = [[1, 5, 6], [1], [1, 7, 8], [1, 4]]
+    groups = batch.join_all([Joining([p], GenerationConfig(max_new_tokens=3)) for p in prompts])
+    assert [g.padded[0, : len(p)].tolist() for g, p in zip(groups, prompts)] == prompts

@@ -216,3 +216,31 @@ def test_serve_refuses_bad_settings_in_one_sentence(capsys, checkpoints):
     assert main(["serve", f"a={checkpoints['rnn']}", f"a={checkpoints['gpt']}"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("genloom: error")]
     assert len(errors) == 3 and "--port" in errors[0] and "--max-batch" in errors[1] and "NAME=PATH" in errors[2]
+
+
+def test_uvicorn_workers_build_the_app_from_the_environment(monkeypatch, checkpoints):
+    from genloom.errors import UserError
+    from genloom.serve import from_environment
+
+    monkeypatch.delenv("GENLOOM_MODELS", raising=False)
+    with pytest.raises(UserError, match="GENLOOM_MODELS"):
+        from_environment()
+    monkeypatch.setenv("GENLOOM_MODELS", f"lm={checkpoints['rnn']}")
+    monkeypatch.setenv("GENLOOM_API_KEY", "k")
+    monkeypatch.setenv("GENLOOM_DEVICE", "cpu")
+    with TestClient(from_environment()) as client:
+        answer = client.get("/v1/models", headers={"Authorization": "Bearer k"}).json()
+        assert [m["id"] for m in answer["data"]] == ["lm"]
+
+
+def test_the_safety_and_redaction_options_work_through_the_api(client):
+    flagged = client.post("/v1/completions", json={"model": "rnn", "prompt": "the", "max_tokens": 5,
+                                                   "temperature": 0, "safety": "flag"}).json()["choices"][0]
+    assert flagged["flagged"] == []  # screened: nothing offensive in the toy grammar
+    plain = client.post("/v1/completions", json={"model": "rnn", "prompt": "the", "max_tokens": 5}).json()
+    assert "flagged" not in plain["choices"][0]
+    body = {"model": "copier", "input": "Word1 mail jane.doe@example.com now", "redact": "placeholder",
+            "max_tokens": 8}
+    output = client.post("/v1/translate", json=body).json()["outputs"][0]
+    assert not any("example" in token or "jane" in token for token in output["source_tokens"])
+    assert "jane" not in output["text"]

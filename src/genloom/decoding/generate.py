@@ -353,14 +353,15 @@ class DecodeBatch:
             if request.cfg.method == "beam":
                 raise ValueError("beam search keeps its own batch (beam_search); only greedy and sampling join one")
             check_prompts(request.prompts, self.max_context)
-        prefills: dict[Any, list[Joining]] = {}
+        prefills: dict[Any, list[int]] = {}
         for number, request in enumerate(requests):
             shortest = min(len(p) for p in request.prompts)
-            prefills.setdefault(shortest if request.context is None else ("alone", number), []).append(request)
-        groups = []
-        for together in prefills.values():
-            groups += self._prefill(together)
-        return groups
+            prefills.setdefault(shortest if request.context is None else ("alone", number), []).append(number)
+        groups: list[Group | None] = [None] * len(requests)
+        for numbers in prefills.values():
+            for number, group in zip(numbers, self._prefill([requests[n] for n in numbers])):
+                groups[number] = group
+        return groups  # in the order of ``requests`` (their rows are in the batch in prefill order)
 
     def _prefill(self, requests: list[Joining]) -> list[Group]:
         prompts = [prompt for request in requests for prompt in request.prompts]

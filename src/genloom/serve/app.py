@@ -137,6 +137,17 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
                   description="Text generation with genloom models: OpenAI-compatible completions and embeddings, "
                               "translation, summarization, fill-mask.")
     app.state.served, app.state.metrics, app.state.settings = served, metrics, settings
+    schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The schema, with the served names as the values ``model`` may take."""
+        document = schema()
+        for component in document.get("components", {}).get("schemas", {}).values():
+            if "model" in component.get("properties", {}):
+                component["properties"]["model"]["enum"] = sorted(served)
+        return document
+
+    app.openapi = openapi
     _errors(app, metrics)
     app.add_middleware(ApiKey, key=settings.api_key)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -179,30 +190,33 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Any:
         """OpenAI's completions: continue each prompt ``n`` times; ``stream`` sends server-sent events."""
+        started = time.perf_counter()
         entry = find(body.model, "completions")
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         cfg = _config(body, "sample", n=body.n)
         job = _job(entry, prompts, cfg, body, settings, copies=body.n)
         ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
-        def chunk(index: int, text: str, reason: str | None) -> dict[str, Any]:
+        def chunk(event: Event) -> dict[str, Any]:
+            choice = {"index": event.row, "text": event.text, "logprobs": None,
+                      "finish_reason": event.reason if event.kind == "end" else None, **_flagged(event)}
             return {"id": ident, "object": "text_completion", "created": created, "model": body.model,
-                    "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": reason}]}
+                    "choices": [choice]}
 
         if body.stream:
-            return _sse(entry, job, lambda e: chunk(e.row, e.text, e.reason if e.kind == "end" else None),
-                        metrics, "completions")
-        texts, reasons, _ = await _collect(entry, job, request)
+            return _sse(entry, job, chunk, metrics, "completions")
+        texts, reasons, ends = await _collect(entry, job, request)
         prompt_tokens = sum(len(ids) for ids in job.request.ids) if job.request else 0
         completion_tokens = job.generated
-        metrics.requests.labels("completions", "200").inc()
+        _answered(metrics, "completions", started)
         return {"id": ident, "object": "text_completion", "created": created, "model": body.model,
-                "choices": [{"index": i, "text": t, "logprobs": None, "finish_reason": r}
+                "choices": [{"index": i, "text": t, "logprobs": None, "finish_reason": r, **_flagged(ends.get(i))}
                             for i, (t, r) in enumerate(zip(texts, reasons))],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
 
     async def transduce(body: TransduceRequest, request: Request, what: str) -> Any:
+        started = time.perf_counter()
         entry = find(body.model, what)
         sources = [body.input] if isinstance(body.input, str) else body.input
         cfg = _config(body, "greedy")
@@ -213,15 +227,17 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
         def details(event: Event) -> dict[str, Any]:
             row = {"index": event.row, "text": event.text}
             if event.kind == "end":
-                row.update(finish_reason=event.reason, **_tokens_of(entry, job, event, source_tokens))
+                row.update(finish_reason=event.reason, **_tokens_of(entry, job, event, source_tokens),
+                           **_flagged(event))
             return {"object": f"{obj}.chunk", "model": body.model, "outputs": [row]}
 
         if body.stream:
             return _sse(entry, job, details, metrics, what)
         texts, reasons, ends = await _collect(entry, job, request)
-        metrics.requests.labels(what, "200").inc()
+        _answered(metrics, what, started)
         return {"object": obj, "model": body.model, "outputs": [
-            {"index": i, "text": t, "finish_reason": r, **_tokens_of(entry, job, ends[i], source_tokens)}
+            {"index": i, "text": t, "finish_reason": r, **_tokens_of(entry, job, ends.get(i), source_tokens),
+             **_flagged(ends.get(i))}
             for i, (t, r) in enumerate(zip(texts, reasons))]}
 
     @app.post("/v1/translate")
@@ -237,12 +253,13 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
     @app.post("/v1/fill-mask")
     def fill_mask(body: FillMaskRequest) -> dict[str, Any]:
         """The ``top_k`` likeliest fillers of each [MASK], with their probabilities."""
+        started = time.perf_counter()
         entry = find(body.model, "fill-mask")
         try:
             positions = entry.model.fill_mask(body.input, body.top_k)
         except UserError as error:
             raise _user_error(error) from None
-        metrics.requests.labels("fill-mask", "200").inc()
+        _answered(metrics, "fill-mask", started)
         return {"object": "fill_mask", "model": body.model, "masks": [
             {"index": i, "candidates": [{"token": t, "probability": p} for t, p in candidates]}
             for i, candidates in enumerate(positions)]}
@@ -250,6 +267,7 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
     @app.post("/v1/embeddings")
     def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
         """OpenAI's embeddings: each text's mean-pooled, unit-length vector from an encoder."""
+        started = time.perf_counter()
         entry = find(body.model, "embeddings")
         texts = [body.input] if isinstance(body.input, str) else body.input
         if not texts or len(texts) > settings.max_inputs:
@@ -259,12 +277,22 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
         except UserError as error:
             raise ApiError(400, f"input: {error}", param="input") from None
         tokens = sum(len(entry.model.tokenizer.encode(entry.model.prepare(t))) + 2 for t in texts)
-        metrics.requests.labels("embeddings", "200").inc()
+        _answered(metrics, "embeddings", started)
         return {"object": "list", "model": body.model,
                 "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors.tolist())],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     return app
+
+
+def _answered(metrics: Metrics, endpoint: str, started: float) -> None:
+    metrics.requests.labels(endpoint, "200").inc()
+    metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+def _flagged(end: Event | None) -> dict[str, Any]:
+    """``{"flagged": [...]}`` for an output screened by ``safety``, else nothing."""
+    return {"flagged": end.flagged} if end is not None and end.flagged is not None else {}
 
 
 def _config(body: Decoding, default_method: str, n: int = 1) -> GenerationConfig:
@@ -330,7 +358,8 @@ def _beam_events(model: LoadedModel, prompts: list[str], cfg: GenerationConfig, 
         job.target_tokens[row] = output.target_tokens
         reason = "length" if len(output.target_tokens) >= cfg.max_new_tokens else "stop"
         rows = output.attention.float().tolist() if attention and output.attention is not None else None
-        events += [Event("text", row=row, text=output.text), Event("end", row=row, reason=reason, attention=rows)]
+        events += [Event("text", row=row, text=output.text),
+                   Event("end", row=row, reason=reason, attention=rows, flagged=output.flagged if cfg.safety else None)]
     return events
 
 

@@ -40,6 +40,7 @@ class Event:
     reason: str | None = None
     error: BaseException | None = None
     attention: list[list[float]] | None = None  # with ``end`` when the request asked for its attention
+    flagged: list[str] | None = None  # with ``end`` under a safety screen: the offensive words found
 
 
 @dataclass
@@ -269,7 +270,8 @@ class Scheduler:
             if rest:
                 job.send(Event("text", row=row, text=rest))
             job.send(Event("end", row=row, reason=job.group.reasons[row] or "length",
-                           attention=job.attention[row] if job.want_attention else None))
+                           attention=job.attention[row] if job.want_attention else None,
+                           flagged=job.request.streams[row].flagged if job.cfg.safety else None))
 
     def _retire(self, job: Job) -> None:
         with self.condition:
