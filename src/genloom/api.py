@@ -170,10 +170,13 @@ class LoadedModel:
                     rules=self.token_rules(cfg))
 
     def token_rules(self, cfg: GenerationConfig) -> TokenRules:
-        """``cfg``'s text-level rules as token ids: ``<unk>`` suppressed (``no_unk``), the ``ban_words`` and
-        ``bias`` phrases as every token sequence this tokenizer writes them with (alone and after a space)."""
-        unk = self.tokenizer.unk_id
-        return TokenRules(suppress=[unk] if cfg.no_unk and unk is not None else [],
+        """``cfg``'s text-level rules as token ids: the padding, start and mask tokens suppressed (they are never
+        text), ``<unk>`` too (``no_unk``), the ``ban_words`` and ``bias`` phrases as every token sequence this
+        tokenizer writes them with (alone and after a space)."""
+        t = self.tokenizer
+        never = [t.pad_id, t.bos_id, t.mask_id] + ([t.unk_id] if cfg.no_unk else [])
+        suppress = sorted({i for i in never if i is not None and i != t.eos_id and i < t.vocab_size})
+        return TokenRules(suppress=suppress,
                           banned=[ids for phrase in cfg.ban_words for ids in self.phrase_ids(phrase, "ban_words")],
                           bias=[(ids, value) for phrase, value in cfg.bias.items()
                                 for ids in self.phrase_ids(phrase, "bias")])

@@ -88,3 +88,9 @@ def test_top_p_keeps_the_smallest_set_with_mass_at_least_p(p, kept):
 def test_arguments_are_checked_at_construction(make):
     with pytest.raises(ValueError):
         make()
+
+
+def test_top_p_keeps_the_best_token_even_when_p_rounds_to_zero():
+    """Regression (found by Schemathesis through the server): top_p = 2.2e-309 is positive but 0 in float32, and
+    every token was dropped, so sampling failed."""
+    assert applied(TopP(2.2e-309), None, torch.tensor([[0.1, 2.0, 0.5]])).tolist() == [[INF, 2.0, INF]]

@@ -244,3 +244,20 @@ def test_the_safety_and_redaction_options_work_through_the_api(client):
     output = client.post("/v1/translate", json=body).json()["outputs"][0]
     assert not any("example" in token or "jane" in token for token in output["source_tokens"])
     assert "jane" not in output["text"]
+
+
+def test_a_request_whose_options_forbid_every_token_fails_alone(live, models):
+    tokenizer = models["rnn"].tokenizer
+    specials = {tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.unk_id}
+    every_word = [tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size) if i not in specials]
+    with live() as server:
+        long = {"model": "rnn", "prompt": "the", "max_tokens": 300, "min_tokens": 300, "temperature": 0,
+                "stream": True}
+        with httpx.stream("POST", f"{server.url}/v1/completions", json=long, timeout=30) as running:
+            lines = running.iter_lines()
+            next(lines)
+            bad = httpx.post(f"{server.url}/v1/completions", timeout=30, json={
+                "model": "rnn", "prompt": "the", "max_tokens": 3, "min_tokens": 3, "ban_words": every_word})
+            rest = [line for line in lines if line.startswith("data: ")]
+        assert bad.status_code == 400 and "forbid every token" in bad.json()["error"]["message"]
+        assert rest[-1] == "data: [DONE]" and len(rest) > 100  # the request decoding beside it went on

@@ -237,6 +237,8 @@ def generate(
     group = batch.join(prompts, cfg, context, detokenize, start_token, rules)
     while True:
         (output,) = batch.choose()
+        if group.error is not None:
+            raise group.error
         yield output
         if group.done:
             return
@@ -275,6 +277,7 @@ class Group:
         self.new_tokens: list[list[int]] = [[] for _ in prompts]
         self.width, self.source_length = width, source_length  # the group's own score and source widths
         self.cancelled = False
+        self.error: UserError | None = None  # why the group stopped, when its options left no token to choose
         self.last: Tensor | None = None  # (n,) the tokens chosen at the latest step
         self.reasons: list[str | None] = [None] * self.size  # why each row ended: "stop" (EOS, stop string), "length"
         self.shared = _shared_settings(cfg, rules, width)
@@ -291,7 +294,8 @@ class Group:
     def pick(self, logits: Tensor) -> Tensor:
         """(n, V) scores → (n,) the token each row would choose, shaped by this group's processors."""
         choose = sample_choice if self.sampling else greedy_choice
-        return choose(process(self.processors, self.history[:, self.skip:], logits.float()), self.generator)
+        return choose(_choosable(process(self.processors, self.history[:, self.skip:], logits.float())),
+                      self.generator)
 
     def take(self, chosen: Tensor, attention: Tensor | None) -> StepOutput:
         """Apply the step: (n,) chosen tokens, except where a row is still inside its prompt (its prompt token) or
@@ -396,7 +400,7 @@ class DecodeBatch:
         for run in self._runs():
             size = sum(group.size for group in run)
             logits = self.logits[row : row + size, : run[0].width]
-            chosen = run[0].pick(logits) if len(run) == 1 else _pick_together(run, logits)
+            chosen = self._pick(run, logits)
             offset = 0
             for group in run:
                 rows = slice(row + offset, row + offset + group.size)
@@ -405,6 +409,23 @@ class DecodeBatch:
                 offset += group.size
             row += size
         return outputs
+
+    def _pick(self, run: list[Group], logits: Tensor) -> Tensor:
+        """The run's tokens; a group whose options forbid every token gets its ``error`` and leaves, alone."""
+        if len(run) > 1:
+            try:
+                return _pick_together(run, logits)
+            except UserError:
+                pass  # find the group at fault, below
+        chosen, offset = [], 0
+        for group in run:
+            try:
+                chosen.append(group.pick(logits[offset : offset + group.size]))
+            except UserError as error:
+                group.error, group.cancelled = error, True
+                chosen.append(torch.full((group.size,), self.eos_id, dtype=torch.long, device=logits.device))
+            offset += group.size
+        return torch.cat(chosen)
 
     def _runs(self) -> list[list[Group]]:
         """The groups in order, neighbours with equal shared settings together."""
@@ -439,6 +460,14 @@ class DecodeBatch:
         return sum(group.size for group in self.groups)
 
 
+def _choosable(scores: Tensor) -> Tensor:
+    """``scores`` (B, V), once every row is known to leave some token allowed."""
+    if not bool(torch.isfinite(scores).any(dim=-1).all()):
+        raise UserError("the decoding options forbid every token at some step (ban_words, min_new_tokens, "
+                        "no_repeat_ngram_size and no_unk together leave nothing to choose); loosen them.")
+    return scores
+
+
 def _shared_settings(cfg: GenerationConfig, rules: TokenRules | None, width: int) -> tuple | None:
     """What decides how a group shapes its scores, when none of its processors reads the rows' history
     (suppressed ids, top-k, temperature, top-p only); None otherwise."""
@@ -453,7 +482,7 @@ def _shared_settings(cfg: GenerationConfig, rules: TokenRules | None, width: int
 def _pick_together(run: list[Group], logits: Tensor) -> Tensor:
     """(ΣB, V) scores of neighbouring groups with equal shared settings → (ΣB,) tokens: shaped once, drawn with one
     uniform number per row from the row's own group's generator (as ``draw`` would draw for that group alone)."""
-    scores = process(run[0].processors, None, logits.float())  # their processors read no history
+    scores = _choosable(process(run[0].processors, None, logits.float()))  # their processors read no history
     if not run[0].sampling:
         return greedy_choice(scores)
     uniforms = torch.cat([torch.rand((g.size, 1), generator=g.generator, device=scores.device) for g in run])

@@ -219,7 +219,8 @@ class TopP:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
         probs = torch.softmax(sorted_logits.float(), dim=-1)
         mass_before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly better tokens
-        drop_sorted = mass_before >= self.p  # the first token (mass_before 0) is always kept
+        drop_sorted = mass_before >= self.p
+        drop_sorted[:, 0] = False  # the best token always stays (even for a p that rounds to 0 in float32)
         drop = drop_sorted.scatter(1, order, drop_sorted)
         return logits.masked_fill(drop, NEG_INF)
 

@@ -244,6 +244,10 @@ class Scheduler:
 
     def _deliver(self, job: Job, output: StepOutput, now: float) -> None:
         """Turn one step's tokens into text events; end the rows that finished."""
+        if job.group.error is not None:  # its options forbid every token: it fails alone and leaves
+            job.send(Event("error", error=job.group.error))
+            job.cancelled = True
+            return
         emitted = output.emitted.nonzero().flatten().tolist()
         job.generated += len(emitted)
         if emitted:
