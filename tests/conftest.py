@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,30 @@ def parrot(folder: Path, line: str) -> Path:
                    "model": {"embed_dim": 16, "hidden_dim": 48, "num_layers": 1},
                    "train": {"max_steps": 120, "lr": 0.02, "batch_size": 16, "device": "cpu", "log_every": 100}})
     return folder / "run"
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run genloom's command line in this process, as ``python -m genloom ARGS`` runs it but without a new
+    interpreter's seconds of imports: the exit status, stdout and stderr (an uncaught exception fails the test, as
+    a traceback would show in a terminal)."""
+    from genloom.cli import main
+
+    def run(*args, stdin: str | None = None) -> CliResult:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as stop:  # argparse's usage errors
+            code = stop.code
+        said = capsys.readouterr()
+        return CliResult(code, said.out, said.err)
+
+    return run

@@ -96,26 +96,26 @@ def test_validate_rejects_what_train_rejects_with_the_same_sentence(tmp_path, ca
     (lambda p: write_recipe(p, **{"train.lr": "fast"}), "'train.lr' must be a float, got a string 'fast'"),
     (lambda p: write_recipe(p, **{"data.train": str(p / "none.txt")}), "data file not found"),
 ])
-def test_bad_recipes_are_one_line_errors(tmp_path, make, pattern):
-    assert_one_line_error(run_cli("train", make(tmp_path)), pattern)
+def test_bad_recipes_are_one_line_errors(cli, tmp_path, make, pattern):
+    assert_one_line_error(cli("train", make(tmp_path)), pattern)
 
 
-def test_undecodable_and_empty_data_name_the_file(tmp_path):
+def test_undecodable_and_empty_data_name_the_file(cli, tmp_path):
     recipe = write_recipe(tmp_path)
     bad = tmp_path / "data" / "train.txt"
     bad.write_bytes(b"the cat sees a dog .\n\xc3\x28 oops\n")
-    assert_one_line_error(run_cli("train", recipe), "train.txt is not valid UTF-8: undecodable byte 0xc3 at byte offset 21")
+    assert_one_line_error(cli("train", recipe), "train.txt is not valid UTF-8: undecodable byte 0xc3 at byte offset 21")
     bad.write_text("\n\n", encoding="utf-8")
-    assert_one_line_error(run_cli("train", recipe), "data file is empty")
+    assert_one_line_error(cli("train", recipe), "data file is empty")
 
 
-def test_unusable_checkpoints_are_one_line_errors_and_stay_untouched(trained_run, tmp_path):
+def test_unusable_checkpoints_are_one_line_errors_and_stay_untouched(cli, trained_run, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(trained_run, broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     snapshot = {p.name: p.read_bytes() for p in broken.iterdir() if p.is_file()}
-    assert_one_line_error(run_cli("generate", broken), "is truncated or corrupt")
+    assert_one_line_error(cli("generate", broken), "is truncated or corrupt")
     assert {p.name: p.read_bytes() for p in broken.iterdir() if p.is_file()} == snapshot
 
     other = tmp_path / "other"
@@ -123,21 +123,21 @@ def test_unusable_checkpoints_are_one_line_errors_and_stay_untouched(trained_run
     config = json.loads((other / "config.json").read_text())
     config["family"] = "diffusion"
     (other / "config.json").write_text(json.dumps(config))
-    assert_one_line_error(run_cli("generate", other), "unknown model family 'diffusion'")
+    assert_one_line_error(cli("generate", other), "unknown model family 'diffusion'")
 
     (other / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
-    assert_one_line_error(run_cli("evaluate", other, "--data", other / "config.json"), "config.json lacks vocab_size")
+    assert_one_line_error(cli("evaluate", other, "--data", other / "config.json"), "config.json lacks vocab_size")
     (other / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    assert_one_line_error(run_cli("generate", other), "expected a Hugging Face GPT-2 or BERT config")
+    assert_one_line_error(cli("generate", other), "expected a Hugging Face GPT-2 or BERT config")
     (other / "config.json").write_text(json.dumps({"name": "something else"}))
-    assert_one_line_error(run_cli("generate", other), "is not a genloom checkpoint config")
-    assert_one_line_error(run_cli("generate", tmp_path / "nowhere"), "checkpoint not found")
+    assert_one_line_error(cli("generate", other), "is not a genloom checkpoint config")
+    assert_one_line_error(cli("generate", tmp_path / "nowhere"), "checkpoint not found")
 
 
-def test_bad_options_are_one_line_errors(trained_run):
-    assert_one_line_error(run_cli("generate", trained_run, "--top-p", "2"), "top_p must lie in (0, 1]")
-    assert_one_line_error(run_cli("generate", trained_run, "--temperature", "abc"), "invalid float value")
-    assert_one_line_error(run_cli("train"), "the following arguments are required: config")
+def test_bad_options_are_one_line_errors(cli, trained_run):
+    assert_one_line_error(cli("generate", trained_run, "--top-p", "2"), "top_p must lie in (0, 1]")
+    assert_one_line_error(cli("generate", trained_run, "--temperature", "abc"), "invalid float value")
+    assert_one_line_error(cli("train"), "the following arguments are required: config")
 
 
 def test_every_command_documents_every_option():

@@ -1,4 +1,5 @@
-"""Seq2seq end to end through the command line: train, translate (with attention plot), summarize, evaluate."""
+"""Seq2seq end to end through the command line: train (a real ``python -m genloom`` process), translate (with
+attention plot), summarize, evaluate."""
 
 import json
 import subprocess
@@ -18,7 +19,7 @@ def write_tsv(path, rows):
     path.write_text("".join(f"{s}\t{t}\n" for s, t in rows), encoding="utf-8")
 
 
-def test_train_translate_plot_evaluate(tmp_path):
+def test_train_translate_plot_evaluate(tmp_path, cli):
     write_tsv(tmp_path / "train.tsv", pairs(300, 1))
     write_tsv(tmp_path / "valid.tsv", pairs(40, 2))
     recipe = {
@@ -33,26 +34,26 @@ def test_train_translate_plot_evaluate(tmp_path):
     assert result.returncode == 0, result.stderr
 
     inputs = "March 5, 2021\n12.11.1999\n"
-    result = run_cli("translate", tmp_path / "run", "--beam", "3", "--max-new-tokens", "12",
+    result = cli("translate", tmp_path / "run", "--beam", "3", "--max-new-tokens", "12",
                      "--attention-plot", tmp_path / "attn.png", stdin=inputs)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
     assert (tmp_path / "attn-1.png").stat().st_size > 1000 and (tmp_path / "attn-2.png").is_file()
 
     (tmp_path / "in.txt").write_text("the 3rd of May 1970\n", encoding="utf-8")
-    result = run_cli("summarize", tmp_path / "run", "--input", tmp_path / "in.txt", "--output", tmp_path / "out.txt",
+    result = cli("summarize", tmp_path / "run", "--input", tmp_path / "in.txt", "--output", tmp_path / "out.txt",
                      "--max-new-tokens", "12")
     assert result.returncode == 0, result.stderr
     assert len((tmp_path / "out.txt").read_text().splitlines()) == 1
 
-    result = run_cli("evaluate", tmp_path / "run", "--data", tmp_path / "valid.tsv", "--json")
+    result = cli("evaluate", tmp_path / "run", "--data", tmp_path / "valid.tsv", "--json")
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert {"loss", "perplexity", "bleu", "chrf", "signature"} <= set(figures)
 
 
-def test_translate_refuses_a_language_model(trained_run):
-    result = run_cli("translate", trained_run, stdin="hello\n")
+def test_translate_refuses_a_language_model(trained_run, cli):
+    result = cli("translate", trained_run, stdin="hello\n")
     assert result.returncode == 2
     assert "needs a seq2seq checkpoint" in result.stderr and "Traceback" not in result.stderr
 

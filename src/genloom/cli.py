@@ -289,10 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from genloom import commands  # torch and the models load here, after --help and usage errors
+    # torch and the models load here, after --help and usage errors; FastAPI and uvicorn only for the server.
+    if args.command == "serve":
+        from genloom.serve.command import cmd_serve as run
+    else:
+        from genloom.commands import COMMANDS
 
+        run = COMMANDS[args.command]
     try:
-        return commands.COMMANDS[args.command](args)
+        return run(args)
     except UserError as error:
         print(f"genloom: error: {error}", file=sys.stderr)
         return 2

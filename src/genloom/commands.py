@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import uvicorn
 from tqdm import tqdm
 
 from genloom.api import export_huggingface, load, train
@@ -28,7 +27,6 @@ from genloom.models import FAMILIES
 from genloom.recipes import CHECKS
 from genloom.recipes.runs import family_module
 from genloom.safety import KINDS, offensive_spans, redact
-from genloom.serve import ServeSettings, check_settings, create_app, load_named
 from genloom.training import distributed
 
 
@@ -339,25 +337,6 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    settings = ServeSettings(api_key=args.api_key or os.environ.get("GENLOOM_API_KEY"), cors_origins=args.cors_origin,
-                             max_batch=args.max_batch, max_waiting=args.max_waiting, max_tokens=args.max_tokens,
-                             max_body_bytes=args.max_body_bytes)
-    check_settings(settings)
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port must lie in [0, 65535], got {args.port}.")
-    models = load_named(args.checkpoints, args.device)
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
-        print(f"genloom: warning: serving on {args.host} without an API key; anyone who can reach this port can use "
-              "the models (set --api-key or GENLOOM_API_KEY).", file=sys.stderr)
-    shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"genloom: serving {', '.join(models)} at http://{shown}:{args.port}/ (the playground; API under /v1, "
-          "its schema at /docs)", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(models, settings), host=args.host, port=args.port, log_level="info",
-                timeout_graceful_shutdown=5)
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     run_demo(Path(args.out_dir), device=args.device)
     return 0
@@ -365,6 +344,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
             "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "bias": cmd_bias, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
-            "serve": cmd_serve, "demo": cmd_demo}
+            "demo": cmd_demo}  # "serve" is genloom.serve.command's, loaded only for the server (cli.main)
 
 
