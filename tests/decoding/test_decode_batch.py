@@ -169,3 +169,15 @@ def test_options_that_forbid_every_token_are_a_user_error_not_a_crash():
     for method in ("greedy", "sample"):
         with pytest.raises(UserError, match="forbid every token"):
             list(generate(model, [[1]], GenerationConfig(method=method, max_new_tokens=3), EOS, rules=rules))
+
+
+def test_an_extreme_repetition_penalty_still_samples():
+    """Regression (found by Schemathesis through the server): repetition_penalty 5e-324 divided positive logits into
+    +inf, the softmax into nan, and sampling failed."""
+    model = vivid(tiny_gpt())
+    cfg = GenerationConfig(method="sample", repetition_penalty=5e-324, max_new_tokens=4, seed=0)
+    assert len([s for s in generate(model, [[1, 5, 6]], cfg, EOS) if bool(s.emitted[0])]) <= 4
+    from genloom.decoding.generate import beam_search
+
+    beam = GenerationConfig(method="beam", repetition_penalty=5e-324, max_new_tokens=4)
+    assert beam_search(model, [[1, 5, 6]], beam, EOS)[0]  # a hypothesis, not an empty list

@@ -461,11 +461,17 @@ class DecodeBatch:
 
 
 def _choosable(scores: Tensor) -> Tensor:
-    """``scores`` (B, V), once every row is known to leave some token allowed."""
+    """``scores`` (B, V), once every row is known to leave some token allowed, with +inf (an extreme penalty's
+    overflow) brought down to the largest finite score so that the softmax stays a distribution."""
     if not bool(torch.isfinite(scores).any(dim=-1).all()):
         raise UserError("the decoding options forbid every token at some step (ban_words, min_new_tokens, "
                         "no_repeat_ngram_size and no_unk together leave nothing to choose); loosen them.")
-    return scores
+    return _capped(scores)
+
+
+def _capped(scores: Tensor) -> Tensor:
+    """+inf scores (an extreme penalty's overflow) brought down to the largest finite float."""
+    return scores.clamp(max=torch.finfo(scores.dtype).max)
 
 
 def _shared_settings(cfg: GenerationConfig, rules: TokenRules | None, width: int) -> tuple | None:
@@ -569,7 +575,7 @@ def beam_search(
         forced = position < lengths  # (B,)
         beam.step_attention = _attention(model, state)  # (B*K, S) or None
         text = beam.history[:, skip:]  # (B*K, T)
-        lprobs = process(bans, text, torch.log_softmax(process(penalty, text, logits.float()), dim=-1))
+        lprobs = process(bans, text, torch.log_softmax(_capped(process(penalty, text, logits.float())), dim=-1))
         lprobs = _force(lprobs.view(batch, beams, -1), forced, padded[:, min(position, padded.size(1) - 1)])
         cand = _candidates(scores, lprobs, 2 * beams)
         new_count += (~forced).long()
