@@ -113,6 +113,10 @@ def test_translate_streams_and_returns_the_attention_over_the_source(client, mod
     assert last["finish_reason"] == whole["finish_reason"]
     beam = client.post("/v1/translate", json={**body, "method": "beam", "num_beams": 3}).json()["outputs"][0]
     assert len(beam["attention"]) == len(beam["target_tokens"]) and beam["text"]
+    assert beam["source_tokens"] == whole["source_tokens"]
+    usage = client.post("/v1/completions", json={"model": "copier", "prompt": "Word1 Word2.", "method": "beam",
+                                                  "n": 2, "max_tokens": 6}).json()
+    assert len(usage["choices"]) == 2 and usage["usage"]["prompt_tokens"] > 0
     refused = client.post("/v1/translate", json={**body, "model": "gpt"})
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "model"
 

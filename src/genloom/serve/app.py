@@ -206,8 +206,7 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
         if body.stream:
             return _sse(entry, job, chunk, metrics, "completions")
         texts, reasons, ends = await _collect(entry, job, request)
-        prompt_tokens = sum(len(ids) for ids in job.request.ids) if job.request else 0
-        completion_tokens = job.generated
+        prompt_tokens, completion_tokens = job.prompt_tokens, job.generated
         _answered(metrics, "completions", started)
         return {"id": ident, "object": "text_completion", "created": created, "model": body.model,
                 "choices": [{"index": i, "text": t, "logprobs": None, "finish_reason": r, **_flagged(ends.get(i))}
@@ -222,7 +221,7 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
         cfg = _config(body, "greedy")
         job = _job(entry, sources, cfg, body, settings, attention=body.attention)
         obj = "translation" if what == "translate" else "summary"
-        source_tokens = entry.model.source_tokens(job.request.engine["context"]) if job.request else None
+        source_tokens = entry.model.source_tokens(job.request.engine["context"]) if job.request else job.source_tokens
 
         def details(event: Event) -> dict[str, Any]:
             row = {"index": event.row, "text": event.text}
@@ -342,9 +341,10 @@ def _job(entry: Served, prompts: list[str], cfg: GenerationConfig, body: Decodin
                             f"{cfg.max_new_tokens}; together they must fit the model's context of {limit} tokens.",
                        param="max_tokens")
     loop = asyncio.get_running_loop()
+    prompt_tokens = sum(len(ids) for ids in prepared.ids[:: 1 if cfg.method == "beam" else copies])
     if cfg.method != "beam":
-        return Job(prepared, cfg, loop, want_attention=attention)
-    job = Job(None, cfg, loop)
+        return Job(prepared, cfg, loop, want_attention=attention, prompt_tokens=prompt_tokens)
+    job = Job(None, cfg, loop, prompt_tokens=prompt_tokens)
     job.work = lambda: _beam_events(model, prompts, cfg, job, attention)
     return job
 
@@ -355,7 +355,7 @@ def _beam_events(model: LoadedModel, prompts: list[str], cfg: GenerationConfig, 
     events = []
     for row, output in enumerate(output for nbest in model.outputs(prompts, **asdict(cfg)) for output in nbest):
         job.generated += len(output.target_tokens)
-        job.target_tokens[row] = output.target_tokens
+        job.target_tokens[row], job.source_tokens[row] = output.target_tokens, output.source_tokens
         reason = "length" if len(output.target_tokens) >= cfg.max_new_tokens else "stop"
         rows = output.attention.float().tolist() if attention and output.attention is not None else None
         events += [Event("text", row=row, text=output.text),

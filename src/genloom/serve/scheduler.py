@@ -62,6 +62,8 @@ class Job:
     attention: list[list[Any]] = field(default_factory=list)
     generated: int = 0  # tokens generated so far, all rows
     target_tokens: dict[int, list[str]] = field(default_factory=dict)  # a beam search's output tokens, by row
+    source_tokens: dict[int, list[str]] = field(default_factory=dict)  # and its source tokens, by row
+    prompt_tokens: int = 0  # the prompts' tokens, each prompt once
 
     @property
     def rows(self) -> int:
