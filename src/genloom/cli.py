@@ -240,6 +240,25 @@ def build_parser() -> Parser:
                         help="the model family whose model.* keys to list (rnnlm, gpt, bert, seq2seq, "
                              "transformer_seq2seq, vae, gan); without it, the shared sections only")
 
+    exp = commands.add_parser("explain", help="attribute each generated token to the input tokens",
+                              description="Generate from a prompt (LMs) or a source (seq2seq, VAE) and attribute "
+                                          "each generated token's log-probability to the input tokens and the "
+                                          "earlier generated ones by gradient x input, integrated gradients, "
+                                          "attention (cross-attention or GPT attention rollout) and occlusion.")
+    exp.add_argument("checkpoint", help="a run directory or a local Hugging Face GPT-2 folder")
+    text = exp.add_mutually_exclusive_group(required=True)
+    text.add_argument("--prompt", default=None, help="the text an LM continues")
+    text.add_argument("--source", default=None, help="the source a seq2seq model (or a VAE) decodes from")
+    exp.add_argument("--methods", default=None, metavar="M,…",
+                     help="gradient_x_input, integrated_gradients, attention, occlusion (default: all)")
+    exp.add_argument("--steps", type=int, default=32, help="integrated gradients' points on the path (default 32)")
+    exp.add_argument("--top", type=int, default=3, help="context tokens shown per generated token and method")
+    exp.add_argument("--html", default=None, metavar="FILE.html", help="write the interactive page here")
+    exp.add_argument("--plot", default=None, metavar="FILE.png", help="write a heatmap per method here")
+    exp.add_argument("--json", action="store_true", help="print every attribution as one JSON object")
+    exp.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+    _add_decoding_options(exp)
+
     serve = commands.add_parser("serve", help="serve checkpoints over HTTP (OpenAI-compatible API, playground)",
                                 description="Serve checkpoints behind an OpenAI-compatible HTTP API (completions with "
                                             "streaming, models, embeddings) and genloom's translate, summarize and "

@@ -18,6 +18,8 @@ from genloom.api import export_huggingface, load, train
 from genloom.apps import bias, latent
 from genloom.apps.attention_plot import plot_attention
 from genloom.apps.demo import run_demo
+from genloom.apps.explain import METHODS, explain
+from genloom.apps.explain_report import explanation_json, plot_explanation, write_html
 from genloom.checkpoint import check_writable_file, check_writable_folder, growing_file
 from genloom.config import DataConfig, RunConfig, TokenizerConfig, TrainConfig, describe, load_run_config, word_split
 from genloom.data.readers import read_lines, read_text
@@ -235,6 +237,41 @@ def cmd_fill_mask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    options = _generation_options(args)
+    methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else METHODS
+    for path, option in ((args.html, "--html"), (args.plot, "--plot")):
+        if path:
+            check_writable_file(path, option)
+    model = load(args.checkpoint, device=args.device)
+    if (args.source is not None) != (model.conditional or model.family == "vae"):
+        wanted = "--source" if model.conditional or model.family == "vae" else "--prompt"
+        raise UserError(f"{args.checkpoint} holds a '{model.family}' model: give {wanted}.")
+    if args.top < 1:
+        raise UserError(f"--top must be at least 1, got {args.top}.")
+    result = explain(model, args.prompt if args.prompt is not None else args.source, methods, args.steps, **options)
+    if args.html:
+        write_html(result, args.html, title=f"genloom explain: {Path(args.checkpoint).name}")
+    if args.plot:
+        plot_explanation(result, args.plot)
+    if args.json:
+        print(json.dumps(explanation_json(result)))
+        return 0
+    print("generated: " + " ".join(result.generated))
+    for i, token in enumerate(result.generated):
+        print(f"{token!r} (log P {result.log_probs[i]:.3f})")
+        for method, rows in result.attributions.items():
+            visible = [(j, v) for j, v in enumerate(rows[i]) if v == v]  # NaN: out of reach
+            if not visible:
+                continue
+            top = sorted(visible, key=lambda item: -abs(item[1]))[: args.top]
+            shown = ", ".join(f"{result.context[j]!r} {v:+.3f}" for j, v in top)
+            print(f"  {method:<21} {shown}")
+    if result.completeness_error:
+        print(f"integrated gradients: completeness error at most {max(result.completeness_error):.2%}")
+    return 0
+
+
 def cmd_vae(args: argparse.Namespace) -> int:
     model = load(args.checkpoint, device=args.device)
     model.latent_model()
@@ -343,7 +380,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
-            "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "bias": cmd_bias, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate,
+            "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "bias": cmd_bias, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate, "explain": cmd_explain,
             "demo": cmd_demo}  # "serve" is genloom.serve.command's, loaded only for the server (cli.main)
 
 

@@ -14,8 +14,8 @@ def plot_attention(attention: Tensor, source_tokens: list[str], target_tokens: l
     """Draw (T, S) ``attention``: one row per output token, one column per source token."""
     plt = pyplot()
     weights = attention.detach().float().cpu().numpy()[: len(target_tokens), : len(source_tokens)]
-    source_tokens = [_visible(t) for t in source_tokens]
-    target_tokens = [_visible(t) for t in target_tokens]
+    source_tokens = [visible(t) for t in source_tokens]
+    target_tokens = [visible(t) for t in target_tokens]
     width = max(4.0, 0.45 * len(source_tokens) + 2)
     height = max(3.0, 0.4 * len(target_tokens) + 1.5)
     fig, ax = plt.subplots(figsize=(width, height), dpi=110)
@@ -30,6 +30,6 @@ def plot_attention(attention: Tensor, source_tokens: list[str], target_tokens: l
     save_png(fig, path)
 
 
-def _visible(token: str) -> str:
+def visible(token: str) -> str:
     """Spaces and the unigram word marker as a visible ␣, so character tokens stay readable on an axis."""
     return token.replace(" ", "␣").replace("▁", "␣") or "∅"
