@@ -54,12 +54,15 @@ class Explanation:
         completeness_error: integrated gradients only: per generated token, |Σ attributions − (log P(input) −
             log P(baseline))| / |log P(input) − log P(baseline)|.
         settings: how each method was run (baseline, steps).
+        context_ids, generated_ids: the same tokens as ids.
     """
 
     context: list[str]
     generated: list[str]
     first: int
     log_probs: list[float]
+    context_ids: list[int] = field(default_factory=list)
+    generated_ids: list[int] = field(default_factory=list)
     attributions: dict[str, np.ndarray] = field(default_factory=dict)
     completeness_error: list[float] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
@@ -155,11 +158,15 @@ def explain(loaded: LoadedModel, text: str, methods: tuple[str, ...] = METHODS, 
     source, decoder, generated = _generation(loaded, scorer, text, options)
     if not generated:
         raise UserError("the model generated nothing to explain (it ended at once); try other decoding options.")
+    limit = getattr(loaded.model, "max_context", None)
+    if limit is not None and len(decoder) + len(generated) - 1 > limit:
+        raise UserError(f"the prompt and the output take {len(decoder) + len(generated) - 1} tokens, more than the "
+                        f"model's context of {limit}; explain needs them within it (lower --max-new-tokens).")
     tokenizer = loaded.tokenizer
     context_ids = scorer.ids(source, decoder + generated[:-1])
     first = len(scorer.ids(source, decoder))
     result = Explanation([tokenizer.id_to_token(i) for i in context_ids], [tokenizer.id_to_token(i) for i in generated],
-                         first, [])
+                         first, [], context_ids=context_ids, generated_ids=generated)
     rows = {m: np.full((len(generated), len(context_ids)), np.nan) for m in methods}
     device = loaded.device
     for i, target in enumerate(generated):
