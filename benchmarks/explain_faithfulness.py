@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--tokens", type=int, default=3, help="generated tokens explained per example")
     parser.add_argument("--k", type=int, default=5, help="the most input tokens deleted")
-    parser.add_argument("--steps", type=int, default=32, help="integrated gradients' steps")
+    parser.add_argument("--steps", type=int, default=64, help="integrated gradients' steps")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--train-epochs", type=int, default=4, help="epochs for a Multi30k model this script trains")
     parser.add_argument("--quick", action="store_true", help="10 examples, 1 token each")
@@ -146,6 +146,7 @@ def main() -> None:
         row.update({f"ms_per_token_{m}": round(1000 * s / max(explained_tokens, 1), 1) for m, s in seconds.items()})
         row.update(ig_completeness_error_mean=round(float(np.mean(completeness)), 5),
                    ig_completeness_error_max=round(float(np.max(completeness)), 5),
+                   ig_completeness_within_1pct=round(float(np.mean(np.array(completeness) <= 0.01)), 4),
                    explained_tokens=explained_tokens, examples=args.examples, skipped_empty_outputs=skipped)
         best = max((m for m in METHODS if f"aopc_{m}" in row), key=lambda m: row[f"aopc_{m}"])
         row["most_faithful"] = best

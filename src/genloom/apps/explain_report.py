@@ -51,8 +51,7 @@ def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
         rows = explanation.attributions[method]
         scale = np.nanmax(np.abs(rows), axis=1, keepdims=True)
         shown = np.ma.masked_invalid(rows / np.where(scale > 0, scale, 1.0))  # NaN: out of the token's reach
-        colours = plt.get_cmap("RdBu_r").copy()
-        colours.set_bad("#e4e4e4")
+        colours = plt.get_cmap("RdBu_r").with_extremes(bad="#e4e4e4")
         ax.imshow(shown, cmap=colours, vmin=-1, vmax=1, aspect="auto")
         ax.set_xticks(range(len(context)), context, rotation=60, ha="right", fontsize=8)
         ax.set_yticks(range(len(generated)), generated, fontsize=8)
