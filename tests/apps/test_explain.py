@@ -136,3 +136,14 @@ def test_bad_settings_are_refused_in_one_sentence(trained_run):
         explain(model, "the", steps=1)
     with pytest.raises(UserError, match="unknown explanation method 'lime'"):
         explain(model, "the", methods=("lime",))
+
+
+def test_a_vae_decoder_is_explained_through_its_posterior_mean(tmp_path):
+    from tests.models.test_vae import vae_recipe
+
+    genloom.train(vae_recipe(tmp_path, max_steps=4))
+    result = explain(genloom.load(tmp_path / "run", device="cpu"), "the cat sees a dog .",
+                     methods=("gradient_x_input", "occlusion"), max_new_tokens=3)
+    source = result.first - 1  # the source's tokens (encoded to z), then the decoder's start token
+    assert result.context[:source] == ["the", "cat", "sees", "a", "dog", "."]
+    assert not np.isnan(result.attributions["gradient_x_input"][0, :source]).any()  # the source reaches y through z
