@@ -191,20 +191,14 @@ def explain(loaded: LoadedModel, text: str, methods: tuple[str, ...] = METHODS, 
 def _generation(loaded: LoadedModel, scorer: _Scorer, text: str, options: dict[str, Any]):
     """The source ids, the decoder's prompt ids and the generated ids (greedy unless ``options`` say otherwise)."""
     cfg = loaded._options(options)
+    request = loaded.request([text], cfg)  # the prompt (or source) prepared as generate() prepares it
+    engine, prompt, source = request.engine, request.ids[0], []
     if scorer.with_source:
         source = loaded.tokenizer.encode(loaded.prepare(text)) or [loaded.tokenizer.eos_id]
-        if loaded.family == "vae":
-            mean, _ = loaded.to_latent([text])
-            context: Any = mean.to(loaded.device)
-        else:
-            request = loaded.request([text], cfg)
-            context = request.engine["context"]
         prompt = [loaded.start_id]
-    else:
-        source, context = [], None
-        prompt = loaded.request([text], cfg).ids[0]
-    steps = generate(loaded.model, [prompt], cfg, loaded.tokenizer.eos_id, context=context,
-                     max_context=getattr(loaded.model, "max_context", None), rules=loaded.token_rules(cfg))
+        if loaded.family == "vae":  # the VAE decodes from the source's posterior mean
+            engine = dict(engine, context=loaded.to_latent([text])[0].to(loaded.device))
+    steps = generate(loaded.model, [prompt], cfg, loaded.tokenizer.eos_id, **engine)
     generated = [int(s.tokens[0]) for s in steps if bool(s.emitted[0])]
     return source, prompt, [g for g in generated if g < loaded.tokenizer.vocab_size]
 
