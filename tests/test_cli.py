@@ -148,7 +148,8 @@ def test_every_command_documents_every_option():
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(commands.choices) == {"train", "generate", "translate", "summarize", "evaluate", "vae", "fill-mask",
-                                    "export", "validate", "config", "redact", "bias", "serve", "explain", "demo"}
+                                    "export", "validate", "config", "redact", "bias", "serve", "explain", "reuse",
+                                    "reuse-train", "demo"}
     for name, sub in commands.choices.items():
         for action in sub._actions:
             assert action.help, f"'genloom {name}' option {action.option_strings or action.dest} has no help"

@@ -379,8 +379,8 @@ class LoadedModel:
 
     @torch.no_grad()
     def embed(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """(N, C) sentence embeddings from a masked LM: the mean of the last layer's states over each text's tokens
-        ([CLS] and [SEP] included, as sentence-transformers pools), scaled to length 1 (as OpenAI's are)."""
+        """(N, C) sentence embeddings from a BERT: by default the mean of the last layer's states over each text's
+        tokens ([CLS] and [SEP] included, as sentence-transformers pools), scaled to length 1 (as OpenAI's are)."""
         model = self._masked_model()
         rows = [self._wrap(t) for t in texts]
         limit = model.config.context_length
@@ -391,10 +391,7 @@ class LoadedModel:
         pooled = []
         for start in range(0, len(rows), batch_size):
             tokens, mask = pad(rows[start:start + batch_size], self.tokenizer.pad_id)  # (B, T) each
-            tokens, mask = tokens.to(self.device), mask.to(self.device)
-            states = model.encode(tokens, mask).float()  # (B, T, C)
-            mean = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, C)
-            pooled.append(torch.nn.functional.normalize(mean, dim=-1))
+            pooled.append(model.embed_sentences(tokens.to(self.device), mask.to(self.device)))  # (B, C)
         return torch.cat(pooled).cpu()
 
     def pseudo_log_likelihood(self, text: str) -> float:

@@ -259,6 +259,38 @@ def build_parser() -> Parser:
     exp.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
     _add_decoding_options(exp)
 
+    reuse = commands.add_parser("reuse", help="find which sources each suspect document reuses (plagiarism)",
+                                description="For every suspect document, the source documents it reuses, ranked, "
+                                            "with word n-gram containment, LCS ratio, winnowing-located passages, "
+                                            "semantic similarity from a sentence encoder and a verdict (none, "
+                                            "heavy revision, light revision, near copy).")
+    reuse.add_argument("--sources", required=True, metavar="PATH", help="a text file or a folder of them")
+    reuse.add_argument("--suspects", required=True, metavar="PATH", help="a text file or a folder of them")
+    reuse.add_argument("--encoder", default="minilm", metavar="NAME|CKPT",
+                       help="minilm (all-MiniLM-L6-v2, installed with genloom; the default), a BERT or VAE "
+                            "checkpoint, or none (lexical measures only)")
+    reuse.add_argument("--verdict-model", default=None, metavar="FILE.json",
+                       help="a verdict model from genloom reuse-train (default: the one shipped for the encoder)")
+    reuse.add_argument("--top", type=int, default=5, help="sources shown per suspect (default 5)")
+    reuse.add_argument("--exhaustive", action="store_true",
+                       help="compare every pair instead of the index's candidates (slow on large collections)")
+    reuse.add_argument("--k", type=int, default=5, help="words per fingerprinted k-gram (default 5)")
+    reuse.add_argument("--window", type=int, default=4, help="winnowing window in k-grams (default 4)")
+    reuse.add_argument("--out", default=None, metavar="FILE.html", help="write the side-by-side report here")
+    reuse.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    reuse.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+
+    reuse_train = commands.add_parser("reuse-train", help="train the reuse verdict classifier on labelled pairs",
+                                      description="Fit the verdict classifier (logistic regression over the reuse "
+                                                  "measures) on labelled pairs and report its cross-validated "
+                                                  "accuracy.")
+    reuse_train.add_argument("pairs", help="a TSV file: suspect text, source text, label per line (labels: none, "
+                                           "heavy_revision, light_revision, near_copy, or your own)")
+    reuse_train.add_argument("out", help="where to write the model (JSON)")
+    reuse_train.add_argument("--encoder", default="minilm", metavar="NAME|CKPT",
+                             help="the encoder of the semantic feature (minilm, a checkpoint, or none)")
+    reuse_train.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+
     serve = commands.add_parser("serve", help="serve checkpoints over HTTP (OpenAI-compatible API, playground)",
                                 description="Serve checkpoints behind an OpenAI-compatible HTTP API (completions with "
                                             "streaming, models, embeddings) and genloom's translate, summarize and "

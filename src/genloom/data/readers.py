@@ -6,10 +6,15 @@ UTF-8 (with the byte offset), or malformed (with the line number).
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
+import unicodedata
 import zlib
+from collections import Counter
 from pathlib import Path
+
+import charset_normalizer
 
 from genloom.errors import UserError
 
@@ -39,6 +44,54 @@ def read_text(path: str | Path) -> str:
     if not text.strip():
         raise UserError(f"data file is empty: {path}")
     return text.removeprefix("\ufeff")
+
+
+BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+
+
+def decode_document(raw: bytes) -> tuple[str, str]:
+    """A document's text and the encoding it was read with, for collections whose files come from anywhere.
+
+    A byte-order mark decides first, then strict UTF-8. Otherwise charset-normalizer guesses; when its guess reads
+    as Latin script, the file is read as Windows-1252 (the legacy code such files almost always have; the
+    detector alone confuses it with Central European cp1250 on short texts); in another script, a Windows code page
+    is preferred among the detector's readings. Raises ``UserError`` for an empty
+    file, a binary one (a NUL byte without a UTF-16/32 mark) or bytes no encoding explains.
+    """
+    if not raw.strip():
+        raise UserError("it is empty")
+    for bom, encoding in BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding), encoding
+            except UnicodeDecodeError:
+                raise UserError(f"it starts with a {encoding} byte-order mark but is not {encoding}") from None
+    if b"\x00" in raw[:8192]:
+        raise UserError("it is binary (it holds NUL bytes)")
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    guesses = list(charset_normalizer.from_bytes(raw))
+    if not guesses:
+        raise UserError("no text encoding explains its bytes")
+    script = _script(str(guesses[0]))
+    if script == "LATIN":
+        try:
+            return raw.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError:  # bytes 0x81, 0x8d, 0x8f, 0x90, 0x9d are undefined in Windows-1252
+            pass
+    # Among readings in the same script, a Windows code page is the likelier (cp1251 over mac_cyrillic).
+    windows = [g for g in guesses if g.encoding.startswith("cp125") and _script(str(g)) == script]
+    chosen = windows[0] if windows else guesses[0]
+    return str(chosen), chosen.encoding
+
+
+def _script(text: str) -> str:
+    """The script most of a text's non-ASCII letters belong to (LATIN, CYRILLIC, GREEK, …), or LATIN if none."""
+    names = Counter(unicodedata.name(c, "?").split()[0] for c in text if ord(c) > 127 and c.isalpha())
+    return names.most_common(1)[0][0] if names else "LATIN"
 
 
 def transform_text(text: str, lowercase: bool = False) -> str:

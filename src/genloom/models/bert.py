@@ -40,6 +40,10 @@ class BertConfig:
         type_vocab_size: token-type (segment) embeddings.
         norm_eps: LayerNorm's epsilon.
         mask_probability: the fraction of tokens chosen for masked-LM prediction (80/10/10 mask/random/keep).
+        mlm_head: whether the model has its masked-LM head; a sentence encoder (e.g. all-MiniLM-L6-v2) has none and
+            only encodes.
+        pooling: how ``embed_sentences`` turns token states into one sentence vector: ``mean`` over the tokens ([CLS] and
+            [SEP] included, as sentence-transformers pools) or the ``cls`` token's state.
     """
 
     vocab_size: int = 0
@@ -53,6 +57,11 @@ class BertConfig:
     type_vocab_size: int = 2
     norm_eps: float = 1e-12
     mask_probability: float = 0.15
+    mlm_head: bool = True
+    pooling: str = "mean"
+
+
+POOLINGS = ("mean", "cls")
 
 
 class Bert(nn.Module):
@@ -75,9 +84,10 @@ class Bert(nn.Module):
                              norm_first=False, norm_eps=c.norm_eps)
             for _ in range(c.num_layers)
         )
-        self.head_dense = nn.Linear(c.dim, c.dim)
-        self.head_norm = nn.LayerNorm(c.dim, eps=c.norm_eps)
-        self.output_bias = nn.Parameter(torch.zeros(c.vocab_size))
+        if c.mlm_head:
+            self.head_dense = nn.Linear(c.dim, c.dim)
+            self.head_norm = nn.LayerNorm(c.dim, eps=c.norm_eps)
+            self.output_bias = nn.Parameter(torch.zeros(c.vocab_size))
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
@@ -86,6 +96,9 @@ class Bert(nn.Module):
 
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         """tokens (B, T), mask (B, T) True at real tokens → MLM logits (B, T, V)."""
+        if not self.config.mlm_head:
+            raise UserError("this BERT is a sentence encoder without a masked-LM head: it embeds text but cannot "
+                            "fill masks, score or be trained as a masked LM.")
         h = self.head_norm(F.gelu(self.head_dense(self.encode(tokens, mask))))
         return h @ self.embed.weight.t() + self.output_bias  # (B, T, V), tied to the input embedding
 
@@ -101,6 +114,16 @@ class Bert(nn.Module):
         for layer in self.layers:
             x, _, _ = layer(x, mask=key_mask)
         return x
+
+    def embed_sentences(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """tokens (B, T), mask (B, T) True at real tokens → (B, C) sentence vectors of length 1, pooled as
+        ``config.pooling`` says."""
+        states = self.encode(tokens, mask).float()  # (B, T, C)
+        if self.config.pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, C)
+        return F.normalize(pooled, dim=-1)
 
     def choose_masked(self, tokens: Tensor, maskable: Tensor,
                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -152,6 +175,8 @@ def check_config(config: BertConfig) -> None:
     require_fraction(config, ("dropout",))
     if not 0.0 < config.mask_probability < 1.0:
         raise UserError(f"model.mask_probability must lie in (0, 1), got {config.mask_probability}.")
+    if config.pooling not in POOLINGS:
+        raise UserError(f"model.pooling must be one of {', '.join(POOLINGS)}, got {config.pooling!r}.")
     if config.dim % config.num_heads:
         raise UserError(f"model.dim ({config.dim}) must be divisible by model.num_heads ({config.num_heads}).")
 

