@@ -265,3 +265,20 @@ def test_a_request_whose_options_forbid_every_token_fails_alone(live, models):
             rest = [line for line in lines if line.startswith("data: ")]
         assert bad.status_code == 400 and "forbid every token" in bad.json()["error"]["message"]
         assert rest[-1] == "data: [DONE]" and len(rest) > 100  # the request decoding beside it went on
+
+
+def test_minilm_serves_sentence_embeddings_and_refuses_fill_mask():
+    """`genloom serve minilm`: the installed all-MiniLM-L6-v2 answers /v1/embeddings as its sentence vectors."""
+    import genloom
+    from genloom.serve.app import load_named
+
+    models = load_named(["minilm"], device="cpu")
+    with TestClient(create_app(models, ServeSettings())) as client:
+        answer = client.post("/v1/embeddings", json={"model": "minilm", "input": ["a man plays guitar"]}).json()
+        vector = answer["data"][0]["embedding"]
+        assert len(vector) == 384
+        expected = genloom.load("minilm", device="cpu").embed(["a man plays guitar"])[0]
+        assert max(abs(a - b) for a, b in zip(vector, expected.tolist())) < 1e-5
+        assert client.get("/v1/models").json()["data"][0]["capabilities"] == ["embeddings"]
+        refused = client.post("/v1/fill-mask", json={"model": "minilm", "input": "a [MASK] day"})
+        assert refused.status_code == 400 and "does not do fill-mask (it does embeddings)" in refused.text

@@ -106,7 +106,7 @@ class Served:
             return ["translate", "summarize", "completions"]
         if self.scheduler is not None:
             return ["completions"]
-        return ["fill-mask", "embeddings"]
+        return ["fill-mask", "embeddings"] if self.model.model.config.mlm_head else ["embeddings"]
 
     @property
     def context_length(self) -> int | None:
