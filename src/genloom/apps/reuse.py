@@ -167,7 +167,8 @@ def chunks(length: int, source_length: int) -> list[tuple[int, int]]:
 def pair_features(suspect: Document, source: Document, vectors: tuple[torch.Tensor, torch.Tensor] | None = None,
                   k: int = 5, window: int = 4) -> tuple[list[dict[str, float]], list[tuple[int, int]], list[Passage]]:
     """The measures of a (suspect, source) pair for each chunk of the suspect (``chunks``), the chunks' word spans,
-    and the passages winnowing located. ``vectors``: the suspect's and the source's segment vectors."""
+    and the passages winnowing located. ``vectors``: the suspect's and the source's segment vectors (``segments``),
+    or one vector of each whole text."""
     a = suspect.words.tokens
     passages = shared_passages(a, source.words.tokens, k, window, suspect.fingerprints(k, window),
                                source.fingerprints(k, window))
@@ -186,7 +187,9 @@ def pair_features(suspect: Document, source: Document, vectors: tuple[torch.Tens
         inside = sum(max(0, min(end, p.suspect_end) - max(start, p.suspect_start)) for p in passages)
         row["coverage"] = inside / (end - start) if end > start else 0.0
         if similarity is not None:
-            here = [i for i, m in enumerate(middles) if start <= m < end] or list(range(len(middles)))
+            here = [i for i, m in enumerate(middles) if start <= m < end]
+            if not here or len(middles) != len(similarity):  # vectors of the whole texts, not of their segments
+                here = list(range(len(similarity)))
             row["semantic"] = float(similarity[here].mean())
         rows.append(row)
     return rows, spans, passages
