@@ -6,6 +6,7 @@ import io
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -136,3 +137,19 @@ def cli(capsys, monkeypatch):
         return CliResult(code, said.out, said.err)
 
     return run
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium, headless, driven by Playwright, with a fresh profile: a persistent browser context.
+    Skips when Playwright for Python or the chromium package is missing (.ci/run installs both)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright for Python")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=chromium, headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield context
+        context.close()

@@ -2,8 +2,6 @@
 browser, and the command line."""
 
 import json
-import shutil
-import tempfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -91,30 +89,21 @@ def test_integrated_gradients_are_complete_and_every_method_fills_what_the_token
     assert np.allclose(attention.sum(1), 1.0, atol=1e-4)  # cross-attention over the source
 
 
-def test_the_report_shows_a_tokens_attributions_in_a_browser(explained, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright for Python")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+def test_the_report_shows_a_tokens_attributions_in_a_browser(explained, tmp_path, browser):
     _, result = explained
     page_path = write_html(result, tmp_path / "explain.html")
     assert "http" not in page_path.read_text().split("<script>")[0].replace("http://", "")  # nothing from outside
-    with sync_api.sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        browser = playwright.chromium.launch_persistent_context(
-            profile, executable_path=chromium, headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page()
-        page.goto(page_path.as_uri())
-        page.hover(".gen >> nth=1")
-        scores = page.eval_on_selector_all(".ctx", "spans => spans.map(s => s.dataset.score)")
-        expected = result.attributions["gradient_x_input"][1]
-        assert [float(s) if s else None for s in scores] == pytest.approx(
-            [None if np.isnan(v) else float(v) for v in expected], abs=1e-5)
-        page.select_option("#method", "attention")
-        coloured = page.eval_on_selector_all(".ctx", "spans => spans.map(s => s.style.background)")
-        assert sum(c not in ("", "transparent") for c in coloured) >= 2
-        page.screenshot(path=str(tmp_path / "explain.png"), full_page=True)
-        browser.close()
+    page = browser.new_page()
+    page.goto(page_path.as_uri())
+    page.hover(".gen >> nth=1")
+    scores = page.eval_on_selector_all(".ctx", "spans => spans.map(s => s.dataset.score)")
+    expected = result.attributions["gradient_x_input"][1]
+    assert [float(s) if s else None for s in scores] == pytest.approx(
+        [None if np.isnan(v) else float(v) for v in expected], abs=1e-5)
+    page.select_option("#method", "attention")
+    coloured = page.eval_on_selector_all(".ctx", "spans => spans.map(s => s.style.background)")
+    assert sum(c not in ("", "transparent") for c in coloured) >= 2
+    page.screenshot(path=str(tmp_path / "explain.png"), full_page=True)
     assert (tmp_path / "explain.png").stat().st_size > 5000
 
 

@@ -3,8 +3,6 @@ verdict model, the candidate index against all pairs, and the side-by-side repor
 
 import json
 import random
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -153,43 +151,34 @@ def test_the_shipped_verdict_models_state_their_training_data_and_accuracy():
         assert "reuse_pairs" in about["trained_on"]
 
 
-def test_the_report_highlights_matching_passages_in_headless_chromium(folders, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright for Python")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+def test_the_report_highlights_matching_passages_in_headless_chromium(folders, tmp_path, browser):
     sources, _ = read_collection(folders[0], "--sources")
     long_essay = ESSAY + " " + " ".join(f"filler{i}." for i in range(3000)) + " " + DANUBE
     results = detect([Document("essay.txt", long_essay)], sources, encoder=None)
     path = write_report(results, tmp_path / "report.html")
     page_text = path.read_text()
     assert "<script src" not in page_text and "<link" not in page_text and "@import" not in page_text
-    with sync_api.sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        browser = playwright.chromium.launch_persistent_context(
-            profile, executable_path=chromium, headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page()
-        page.goto(path.as_uri())
-        assert page.locator("section.pair").count() == 2  # turing.txt and danube.txt
-        for pair in range(2):
-            suspect = page.locator(f'.text.suspect[data-pair="{pair}"] mark.passage')
-            source = page.locator(f'.text.source[data-pair="{pair}"] mark.passage')
-            assert suspect.count() == source.count() >= 1
-            for n in range(suspect.count()):
-                a, b = suspect.nth(n), source.nth(n)
-                assert a.get_attribute("data-passage") == b.get_attribute("data-passage")
-                assert a.evaluate("m => getComputedStyle(m).backgroundColor") == b.evaluate(
-                    "m => getComputedStyle(m).backgroundColor")
-        turing = page.locator('section[data-source="science/turing.txt"] .text.suspect mark.passage').first
-        assert turing.inner_text().startswith("Alan Turing was an English mathematician")
-        section = 'section[data-source="danube.txt"]'
-        danube = page.locator(f"{section} .text.suspect mark.passage").first
-        assert danube.inner_text() == DANUBE.removesuffix(".")
-        pane = page.locator(f"{section} .text.suspect")
-        assert pane.evaluate("p => p.scrollHeight > p.clientHeight")  # the long essay scrolls in its pane
-        page.locator(f"{section} .text.source mark.passage").first.click()
-        page.wait_for_function(f"() => document.querySelector('{section} .text.suspect').scrollTop > 0")
-        assert danube.evaluate("m => m.classList.contains('flash')")
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
-        browser.close()
+    page = browser.new_page()
+    page.goto(path.as_uri())
+    assert page.locator("section.pair").count() == 2  # turing.txt and danube.txt
+    for pair in range(2):
+        suspect = page.locator(f'.text.suspect[data-pair="{pair}"] mark.passage')
+        source = page.locator(f'.text.source[data-pair="{pair}"] mark.passage')
+        assert suspect.count() == source.count() >= 1
+        for n in range(suspect.count()):
+            a, b = suspect.nth(n), source.nth(n)
+            assert a.get_attribute("data-passage") == b.get_attribute("data-passage")
+            assert a.evaluate("m => getComputedStyle(m).backgroundColor") == b.evaluate(
+                "m => getComputedStyle(m).backgroundColor")
+    turing = page.locator('section[data-source="science/turing.txt"] .text.suspect mark.passage').first
+    assert turing.inner_text().startswith("Alan Turing was an English mathematician")
+    section = 'section[data-source="danube.txt"]'
+    danube = page.locator(f"{section} .text.suspect mark.passage").first
+    assert danube.inner_text() == DANUBE.removesuffix(".")
+    pane = page.locator(f"{section} .text.suspect")
+    assert pane.evaluate("p => p.scrollHeight > p.clientHeight")  # the long essay scrolls in its pane
+    page.locator(f"{section} .text.source mark.passage").first.click()
+    page.wait_for_function(f"() => document.querySelector('{section} .text.suspect').scrollTop > 0")
+    assert danube.evaluate("m => m.classList.contains('flash')")
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
     assert (tmp_path / "report.png").stat().st_size > 5000

@@ -1,28 +1,17 @@
 """The playground page, end to end in headless Chromium (Debian's, driven by Playwright): pick a model, type, watch
 tokens stream, stop a generation, see a seq2seq model's attention heatmap, and a screenshot of it all."""
 
-import shutil
-import tempfile
-
 import pytest
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playground test needs Playwright for Python")
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 
 
 @pytest.fixture
-def page(live):
+def page(live, browser):
     server = live()
-    with server, sync_api.sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        browser = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    with server:
         page = browser.new_page()
         page.goto(server.url + "/")
         page.wait_for_function("document.querySelectorAll('#model option').length === 4")
         yield page, server
-        browser.close()
 
 
 def test_a_user_streams_a_completion_and_stops_a_long_one(page, tmp_path):
