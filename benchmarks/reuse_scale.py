@@ -2,7 +2,7 @@
 
     python benchmarks/reuse_scale.py [--sizes 1000,3000,10000] [--suspects 1000] [--sample 20]
 
-Sources are documents of eight consecutive Penn Treebank sentences (news text, ~170 words); every size's sources
+Sources are documents of four consecutive Penn Treebank sentences (news text, ~85 words); every size's sources
 are the first N of the same list. Half the suspects plant a 40-word passage of a random source (of the smallest
 size, so every size holds it) among their own words, with 10 % of its words replaced; the other half are PTB
 sentences that no source holds. Each size runs in its own process, so peak memory (max RSS) is its own. Planted
@@ -38,7 +38,7 @@ def collections(sizes: int, suspects: int, smallest: int,
     """Sources, suspects, and which source each planted suspect copies from."""
     ptb = require_data("ptb")
     lines = read_lines(ptb / "ptb.train.txt.gz")
-    sources = [Document(f"s{i}", " ".join(lines[8 * i:8 * i + 8])) for i in range(min(sizes, len(lines) // 8))]
+    sources = [Document(f"s{i}", " ".join(lines[4 * i:4 * i + 4])) for i in range(min(sizes, len(lines) // 4))]
     own = read_lines(ptb / "ptb.test.txt.gz") + read_lines(ptb / "ptb.valid.txt.gz")
     rng = random.Random(seed)
     vocabulary = sorted({w for line in own for w in line.split()})
@@ -111,7 +111,7 @@ def main() -> None:
     write_result("reuse_scale", args.suspects < 1000, {
         "device": device_description("cpu"), "wall_s": round(time.time() - started, 1),
         "protocol": f"{args.suspects} suspects (half with a planted, 10 %-edited 40-word passage) against PTB "
-                    f"documents of 8 sentences; encoder {args.encoder}; index recall against exhaustive comparison "
+                    f"documents of 4 sentences; encoder {args.encoder}; index recall against exhaustive comparison "
                     f"on {args.sample} suspects; time excludes reading the corpus",
         "results": rows, "growth_exponent": round(growth, 3)})
 
