@@ -395,9 +395,8 @@ def detect(suspects: Sequence[Document], sources: Sequence[Document], encoder: E
             matches.append(Match(sources[i], {f: round(v, 4) for f, v in rows[best].items()}, label,
                                  {c: round(float(q), 4) for c, q in zip(verdict.classes, p)},
                                  round(1.0 - float(p[0]), 4), shown, chunk))
-        pairs = chosen
         matches.sort(key=lambda m: -m.score)
-        results.append(SuspectResult(suspect, matches[:top], len(pairs)))
+        results.append(SuspectResult(suspect, matches[:top], len(chosen)))
     return results
 
 
