@@ -33,7 +33,7 @@ from reuse_pairs import TRANSLATOR, word_edits  # noqa: E402
 import numpy as np  # noqa: E402
 
 import genloom  # noqa: E402
-from genloom.apps.reuse import Document, default_verdict, load_encoder, pair_features  # noqa: E402
+from genloom.apps.reuse import default_verdict, labelled_features, load_encoder  # noqa: E402
 from genloom.data.readers import read_lines  # noqa: E402
 from genloom.plot import pyplot, save_png  # noqa: E402
 
@@ -51,11 +51,7 @@ def translations(german: list[str], method: str, temperature: float, seed: int) 
 
 
 def scored(pairs: list[tuple[str, str]], encoder, verdict) -> dict[str, np.ndarray]:
-    suspects = [Document("a", a) for a, _ in pairs]
-    sources = [Document("b", b) for _, b in pairs]
-    vectors = encoder.documents(suspects + sources)
-    rows = [pair_features(s, t, (vectors[i], vectors[len(pairs) + i]))[0][0]
-            for i, (s, t) in enumerate(zip(suspects, sources))]
+    rows = labelled_features(pairs, encoder)
     values = {m: np.array([r[m] for r in rows]) for m in MEASURES if m != "verdict"}
     values["verdict"] = 1.0 - verdict.probabilities(verdict.rows(rows))[:, 0]
     return values

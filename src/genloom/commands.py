@@ -20,7 +20,7 @@ from genloom.apps.attention_plot import plot_attention
 from genloom.apps.demo import run_demo
 from genloom.apps.explain import METHODS, explain
 from genloom.apps.explain_report import explanation_json, plot_explanation, write_html
-from genloom.apps.reuse import (FEATURES, LEXICAL, Document, VerdictModel, check_settings, detect, fit_verdict,
+from genloom.apps.reuse import (FEATURES, LEXICAL, VerdictModel, check_settings, detect, fit_verdict,
                                 labelled_features, load_encoder, read_collection, results_json)
 from genloom.apps.reuse_report import write_report
 from genloom.checkpoint import check_writable_file, check_writable_folder, growing_file
@@ -312,13 +312,7 @@ def cmd_reuse_train(args: argparse.Namespace) -> int:
     if any(not a or not b or not label for a, b, label in rows):
         raise UserError(f"{args.pairs} has a line with an empty field; each needs suspect, source and label.")
     encoder = load_encoder(args.encoder, args.device)
-    suspects = [Document(f"suspect {i}", a) for i, (a, _, _) in enumerate(rows)]
-    sources = [Document(f"source {i}", b) for i, (_, b, _) in enumerate(rows)]
-    vectors = (encoder.documents(suspects + sources, progress=True) if encoder else None)
-    values = []
-    for i in tqdm(range(len(rows)), desc="features", unit="pair"):
-        values.append(labelled_features(suspects[i], sources[i], (vectors[i], vectors[len(rows) + i]) if vectors
-                                        else None))
+    values = labelled_features([(a, b) for a, b, _ in rows], encoder, progress=True)
     model = fit_verdict(values, [label for _, _, label in rows], FEATURES if encoder else LEXICAL,
                         {"trained_on": str(args.pairs), "encoder": args.encoder})
     model.save(args.out)

@@ -182,3 +182,12 @@ def test_the_report_highlights_matching_passages_in_headless_chromium(folders, t
     assert danube.evaluate("m => m.classList.contains('flash')")
     page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
     assert (tmp_path / "report.png").stat().st_size > 5000
+
+
+def test_the_report_keeps_each_documents_own_text():
+    """The marks' ids are built per side, not by rewriting the page, so a document saying INSIDE stays whole."""
+    from genloom.apps.reuse_report import report_html
+
+    text = "INSIDE the SIDE door " + BREAD
+    page = report_html(detect([Document("copy.txt", text)], [Document("bread.txt", BREAD)], encoder=None))
+    assert "INSIDE the SIDE door" in page and 'id="p0-0-suspect"' in page and 'id="p0-0-source"' in page

@@ -16,6 +16,7 @@ import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -28,7 +29,8 @@ from genloom.api import LoadedModel, load
 from genloom.checkpoint import read_json, write_json
 from genloom.data.readers import decode_document
 from genloom.errors import UserError
-from genloom.metrics.reuse import Passage, Words, fingerprints, lcs_ratio, ngrams, shared_passages, words
+from genloom.metrics.reuse import (Passage, Words, containment, coverage, fingerprints, lcs_ratio, ngrams,
+                                   shared_passages, words)
 
 FEATURES = ("containment_1", "containment_2", "containment_3", "containment_4", "containment_5", "lcs", "coverage",
             "semantic")
@@ -53,7 +55,11 @@ class Document:
 
     def __post_init__(self) -> None:
         self.words = words(self.text)
-        self.segments = segments(self.text)  # [(start, end)] character spans
+
+    @cached_property
+    def segments(self) -> list[tuple[int, int]]:
+        """The character spans an encoder embeds (``segments``); only asked for when there is an encoder."""
+        return segments(self.text)
 
     def grams(self, n: int) -> set:
         if n not in self._grams:
@@ -65,6 +71,7 @@ class Document:
             self._prints[k, window] = fingerprints(self.words.tokens, k, window)
         return self._prints[k, window]
 
+    @cached_property
     def segment_words(self) -> list[int]:
         """The word index at each segment's middle (which chunk of the document a segment belongs to)."""
         starts = [a for a, _ in self.words.spans]
@@ -93,7 +100,7 @@ def read_collection(path: str | Path, option: str) -> tuple[list[Document], list
             continue
         if encoding not in ("utf-8", "utf-8-sig"):
             notes.append(f"read {file} as {encoding}.")
-        documents.append(Document(name, text.removeprefix("\ufeff"), encoding))
+        documents.append(Document(name, text, encoding))  # decode_document has dropped any byte-order mark
     if not documents:
         raise UserError(f"{option} {path} holds no readable text document.")
     return documents, notes
@@ -174,18 +181,16 @@ def pair_features(suspect: Document, source: Document, vectors: tuple[torch.Tens
                                source.fingerprints(k, window))
     spans = chunks(len(a), len(source.words))
     similarity = (vectors[0] @ vectors[1].t()).max(1).values if vectors is not None else None  # (S1,)
-    middles = suspect.segment_words() if vectors is not None else []
+    middles = suspect.segment_words if vectors is not None else []
     rows = []
     for start, end in spans:
         whole = (start, end) == (0, len(a))
         part = a[start:end]
         row = {}
         for n in range(1, 6):
-            mine = suspect.grams(n) if whole else ngrams(part, n)
-            row[f"containment_{n}"] = len(mine & source.grams(n)) / len(mine) if mine else 0.0
+            row[f"containment_{n}"] = containment(suspect.grams(n) if whole else ngrams(part, n), source.grams(n))
         row["lcs"] = lcs_ratio(part, source.words.tokens)
-        inside = sum(max(0, min(end, p.suspect_end) - max(start, p.suspect_start)) for p in passages)
-        row["coverage"] = inside / (end - start) if end > start else 0.0
+        row["coverage"] = coverage(passages, end, start)
         if similarity is not None:
             here = [i for i, m in enumerate(middles) if start <= m < end]
             if not here or len(middles) != len(similarity):  # vectors of the whole texts, not of their segments
@@ -195,12 +200,19 @@ def pair_features(suspect: Document, source: Document, vectors: tuple[torch.Tens
     return rows, spans, passages
 
 
-def labelled_features(suspect: Document, source: Document,
-                      vectors: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
-    """One training row for a labelled pair: its features, of the chunk sharing the most words with the source
-    when the suspect is long enough to be cut."""
-    rows, _, _ = pair_features(suspect, source, vectors)
-    return max(rows, key=lambda row: row["containment_1"])
+def labelled_features(pairs: Sequence[tuple[str, str]], encoder: Encoder | None = None,
+                      progress: bool = False) -> list[dict[str, float]]:
+    """One feature row per (suspect, source) text pair, as a verdict is trained on: the row of the suspect's chunk
+    sharing the most words with the source when the suspect is long enough to be cut."""
+    suspects = [Document(f"suspect {i}", a) for i, (a, _) in enumerate(pairs)]
+    sources = [Document(f"source {i}", b) for i, (_, b) in enumerate(pairs)]
+    vectors = encoder.documents(suspects + sources, progress) if encoder else None
+    rows = []
+    for i in tqdm(range(len(pairs)), desc="features", unit="pair", disable=not progress):
+        chunks_rows, _, _ = pair_features(suspects[i], sources[i], (vectors[i], vectors[len(pairs) + i])
+                                          if vectors else None)
+        rows.append(max(chunks_rows, key=lambda row: row["containment_1"]))
+    return rows
 
 
 @dataclass

@@ -19,8 +19,8 @@ def colour(n: int) -> str:
     return f"hsl({(n * 137.5) % 360:.1f}, 85%, 78%)"
 
 
-def highlighted(text: str, spans: Sequence[tuple[int, int]], pair: int) -> str:
-    """``text`` escaped, with span n wrapped in <mark class="passage" data-passage="n">."""
+def highlighted(text: str, spans: Sequence[tuple[int, int]], pair: int, side: str) -> str:
+    """``text`` escaped, with span n wrapped in <mark class="passage" id="p{pair}-{n}-{side}" data-passage="n">."""
     order = sorted(range(len(spans)), key=lambda n: spans[n][0])
     out, at = [], 0
     for n in order:
@@ -28,7 +28,7 @@ def highlighted(text: str, spans: Sequence[tuple[int, int]], pair: int) -> str:
         if start < at:  # overlaps the previous mark (a source passage reused twice): show it once
             continue
         out.append(html.escape(text[at:start]))
-        out.append(f'<mark class="passage" id="p{pair}-{n}-SIDE" data-passage="{n}" '
+        out.append(f'<mark class="passage" id="p{pair}-{n}-{side}" data-passage="{n}" '
                    f'style="background:{colour(n)}">{html.escape(text[start:end])}</mark>')
         at = end
     out.append(html.escape(text[at:]))
@@ -36,9 +36,8 @@ def highlighted(text: str, spans: Sequence[tuple[int, int]], pair: int) -> str:
 
 
 def _pair_section(result: SuspectResult, match: Match, pair: int) -> str:
-    suspect_html = highlighted(result.suspect.text, [a for a, _, _ in match.passages], pair).replace("SIDE",
-                                                                                                     "suspect")
-    source_html = highlighted(match.source.text, [b for _, b, _ in match.passages], pair).replace("SIDE", "source")
+    suspect_html = highlighted(result.suspect.text, [a for a, _, _ in match.passages], pair, "suspect")
+    source_html = highlighted(match.source.text, [b for _, b, _ in match.passages], pair, "source")
     f = match.features
     scores = "".join(f"<td>{f[name]:.2f}</td>" for name in f)
     heads = "".join(f"<th>{html.escape(name.replace('_', ' '))}</th>" for name in f)

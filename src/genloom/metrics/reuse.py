@@ -43,11 +43,15 @@ def ngrams(tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
 
 
+def containment(mine: set, theirs: set) -> float:
+    """|mine ∩ theirs| / |mine|, 0.0 for an empty ``mine``: ``ngram_containment`` on n-gram sets already built."""
+    return len(mine & theirs) / len(mine) if mine else 0.0
+
+
 def ngram_containment(suspect: Sequence[str], source: Sequence[str], n: int) -> float:
     """Clough & Stevenson's containment: the share of the suspect's distinct word n-grams that the source holds,
     |S(suspect, n) ∩ S(source, n)| / |S(suspect, n)|; 0.0 when the suspect has fewer than n words."""
-    mine = ngrams(suspect, n)
-    return len(mine & ngrams(source, n)) / len(mine) if mine else 0.0
+    return containment(ngrams(suspect, n), ngrams(source, n))
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
@@ -175,6 +179,8 @@ def shared_passages(suspect: Sequence[str], source: Sequence[str], k: int = 5, w
     return sorted(kept, key=lambda p: p.suspect_start)
 
 
-def coverage(passages: Sequence[Passage], suspect_length: int) -> float:
-    """The share of the suspect's words that lie inside the passages."""
-    return sum(p.length for p in passages) / suspect_length if suspect_length else 0.0
+def coverage(passages: Sequence[Passage], end: int, start: int = 0) -> float:
+    """The share of the suspect's words [start, end) (by default its first ``end`` words: all of them) that lie
+    inside the passages."""
+    inside = sum(max(0, min(end, p.suspect_end) - max(start, p.suspect_start)) for p in passages)
+    return inside / (end - start) if end > start else 0.0
