@@ -174,6 +174,7 @@ def main() -> None:
                            "train_cv_accuracy": round(100 * model.about["cv_accuracy"], 1)}
     if train_se is not None:
         from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import cross_val_score
         from sklearn.preprocessing import StandardScaler
 
         lexical = np.array([[r[n] for n in names] for r in train_rows])
@@ -182,7 +183,6 @@ def main() -> None:
         scaler = StandardScaler().fit(x_train)
         best = None
         for c in (0.01, 0.03, 0.1, 0.3, 1.0):  # chosen by 5-fold accuracy on train
-            from sklearn.model_selection import cross_val_score
             cv = cross_val_score(LogisticRegression(C=c, max_iter=3000), scaler.transform(x_train), train_y, cv=5)
             if best is None or cv.mean() > best[1]:
                 best = (c, cv.mean())
