@@ -40,7 +40,7 @@ def demo_recipe(out_dir: Path) -> dict:
     }
 
 
-def _prepare(out_dir: Path, train_pairs: int) -> list[tuple[str, str]]:
+def _prepare(out_dir: Path, train_pairs: int, test_pairs: int) -> list[tuple[str, str]]:
     """Write fresh train/valid data; return the held-out test pairs (never seen in training)."""
     if out_dir.exists():
         if not (out_dir / MARKER).exists():
@@ -50,14 +50,14 @@ def _prepare(out_dir: Path, train_pairs: int) -> list[tuple[str, str]]:
     for name, size, seed in (("train", train_pairs, 1), ("valid", 500, 2)):
         atomic_write(data / f"{name}.tsv", "".join(f"{s}\t{t}\n" for s, t in pairs(size, seed)))
     atomic_write(out_dir / MARKER, "written by genloom demo; the next demo replaces this folder\n")
-    return pairs(1000, 3)
+    return pairs(test_pairs, 3)
 
 
-def run_demo(out_dir: Path, device: str | None = None, train_pairs: int = 10_000) -> dict:
-    """Train the demo model on ``train_pairs`` dates, print outputs and metrics, save the attention heatmap;
-    returns the figures. ``genloom demo`` trains on 10,000 (the tests, on fewer)."""
+def run_demo(out_dir: Path, device: str | None = None, train_pairs: int = 10_000, test_pairs: int = 1000) -> dict:
+    """Train the demo model on ``train_pairs`` dates, score it on ``test_pairs`` others, print outputs and metrics,
+    save the attention heatmap; returns the figures. ``genloom demo`` trains on 10,000 (the tests, on fewer)."""
     out_dir = Path(out_dir)
-    test = _prepare(out_dir, train_pairs)
+    test = _prepare(out_dir, train_pairs, test_pairs)
     print("genloom demo: an attention encoder–decoder learns to read dates written many ways and write them "
           f"as ISO dates,\nfrom {train_pairs:,} generated examples, character by character; output in {out_dir}\n")
     started = time.time()

@@ -30,7 +30,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from captum.attr import InputXGradient, IntegratedGradients
 from torch import Tensor, nn
 
 from genloom.api import LoadedModel
@@ -212,6 +211,8 @@ def _embedded_function(scorer: _Scorer, src: Tensor, dec: Tensor, target: int) -
 
 def _gradient_x_input(scorer: _Scorer, src: Tensor, dec: Tensor, target: int, steps: int,
                       result: Explanation) -> np.ndarray:
+    from captum.attr import InputXGradient  # imported here, as below: captum pulls in matplotlib and scipy (1 s)
+
     embedded = scorer.embed(src, dec).requires_grad_()
     with torch.enable_grad():
         attribution = InputXGradient(_embedded_function(scorer, src, dec, target)).attribute(embedded)
@@ -220,6 +221,8 @@ def _gradient_x_input(scorer: _Scorer, src: Tensor, dec: Tensor, target: int, st
 
 def _integrated_gradients(scorer: _Scorer, src: Tensor, dec: Tensor, target: int, steps: int,
                           result: Explanation) -> np.ndarray:
+    from captum.attr import IntegratedGradients
+
     embedded = scorer.embed(src, dec)
     forward = _embedded_function(scorer, src, dec, target)
     with torch.enable_grad():

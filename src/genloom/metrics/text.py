@@ -6,6 +6,7 @@ ROUGE F1 0–1 (rouge-score), distinct-n 0–1, self-BLEU 0–1 (Texygen).
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -15,8 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import sacrebleu
-from nltk.tokenize import NLTKWordTokenizer
-from rouge_score import rouge_scorer
 
 from genloom.errors import UserError
 
@@ -119,6 +118,8 @@ def rouge(hypotheses: Sequence[str], references: Sequence[str | Sequence[str]], 
         raise UserError("there are no hypotheses to score.")
     if len(references) != len(hypotheses):
         raise UserError(f"there are {len(references)} references but {len(hypotheses)} hypotheses.")
+    from rouge_score import rouge_scorer  # imported here: it imports all of nltk (2 s), which most commands never use
+
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=UnicodeRougeTokenizer(stem))
     totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
     for hyp, refs in zip(hypotheses, references):
@@ -140,7 +141,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 
 Tokens = Literal["nltk", "whitespace"]
-_NLTK_WORDS = NLTKWordTokenizer()
 Gram = tuple[str, ...]
 
 
@@ -149,7 +149,15 @@ def _tokens(texts: Sequence[str], tokens: Tokens) -> list[list[str]]:
     sentence splitter, whose model NLTK would download) or the text's own words. An empty text has none."""
     if tokens == "whitespace":
         return [t.split() for t in texts]
-    return [_NLTK_WORDS.tokenize(t) for t in texts]
+    return [_nltk_words().tokenize(t) for t in texts]
+
+
+@functools.cache
+def _nltk_words():
+    """NLTK's Treebank word tokenizer, made once on first use (importing nltk takes seconds)."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    return NLTKWordTokenizer()
 
 
 def _grams(words: list[str], n: int) -> list[Counter]:

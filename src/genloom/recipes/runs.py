@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from genloom import __version__
 from genloom.checkpoint import (LOCK_FILE, RUN_FILES, clear_run, has_progress, is_genloom_run, lock_run,
@@ -81,10 +82,27 @@ def check_recipe(run: RunConfig, resume: bool = False, device: str | None = None
         config = model_config_for(run, reused.vocab_size, mask_id=UNK_ID)
     else:
         config = model_config_for(run, run.tokenizer.vocab_size, mask_id=UNK_ID)
-    with torch.device("meta"):  # counted without allocating anything
+    with torch.device("meta"), _NoInitialisation():  # counted without allocating or initialising anything
         parameters = sum(p.numel() for p in family.build(config).parameters())
     check_fits(parameters, torch_device, training=True, what=f"the {run.family} model of this recipe")
     return config
+
+
+class _NoInitialisation(TorchFunctionMode):
+    """Random initialisers (``nn.init.normal_`` and the like) leave their tensor as it is.
+
+    Counting a model's parameters on the meta device needs no values, and ``normal_`` on a meta tensor goes
+    through a Python reference that imports ``torch._dynamo``: 4 s added to every ``genloom train``.
+    """
+
+    SKIPPED = frozenset({"normal_", "uniform_", "trunc_normal_", "xavier_uniform_", "xavier_normal_",
+                         "kaiming_uniform_", "kaiming_normal_", "orthogonal_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", None) in self.SKIPPED:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
 
 
 def _check_resume_matches(run: RunConfig, saved: dict[str, Any], run_dir: Path) -> None:
