@@ -1,21 +1,26 @@
-"""Training and generation speed of the genloom GPT against transformers' GPT2LMHeadModel, same config and weights.
+"""Training and generation speed of the genloom GPT against transformers' GPT2LMHeadModel and CTranslate2, same
+config and weights.
 
-    python benchmarks/lm_speed.py [--device cpu|cuda] [--train-batch 8] [--quick]
+    python benchmarks/lm_speed.py [--device cpu|cuda] [--train-batch 8] [--no-train] [--repeats 3] [--quick]
 
-Both models are built in this process from one random GPT-2 configuration (6 layers, width 384,
-6 heads, context 512, vocabulary 8,192) and hold the same weights (ours are exported to the
-GPT-2 layout and loaded by transformers). Training: tokens/s of forward + backward + AdamW steps
-on batches of 8 × 256 tokens (``--train-batch`` sets the 8). Generation: tokens/s of greedy
-decoding of 256 new tokens after a 16-token prompt, batch 1 and batch 32, each with its KV cache
-(ours through genloom's decoding engine, theirs through ``generate``). Each ratio is ours over
-theirs (higher is better); targets on CPU: training ≥ 1.0×, generation ≥ 2×. On a GPU it also
-prints model FLOPs utilisation (6N + 12·L·H·Q·T FLOPs a token over the chip's bf16 dense peak,
-given by --peak-tflops).
+Every engine holds the weights of one random GPT-2 configuration (6 layers, width 384, 6 heads, context 512,
+vocabulary 8,192): transformers loads genloom's GPT-2 export, and CTranslate2 (float32 and int8; skipped when the
+``ctranslate2`` package is absent) converts that export. Training: tokens/s of forward + backward + AdamW steps on
+batches of 8 × 256 tokens (``--train-batch`` sets the 8). Generation: tokens/s of greedy decoding of 256 new tokens
+after a 16-token prompt, batch 1 and batch 32, with one thread and with all cores; genloom through its decoding
+engine, transformers through ``generate``. The greedy tokens of genloom, transformers and CTranslate2 float32 must
+be identical (exit status 1 otherwise). Targets on CPU, all float32: training ≥ 1.0× transformers; generation
+≥ 2× transformers and ≥ CTranslate2 at batch 1, ≥ both at batch 32. On a GPU it also prints model FLOPs
+utilisation (6N + 12·L·H·Q·T FLOPs a token over the chip's bf16 dense peak, given by --peak-tflops).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +33,8 @@ import torch  # noqa: E402
 
 from genloom.decoding.generate import GenerationConfig, generate  # noqa: E402
 from genloom.models import gpt  # noqa: E402
-from genloom.models.huggingface import gpt_config_to_hf, gpt_state_to_hf  # noqa: E402
+from genloom.data.tokenizers import Tokenizer  # noqa: E402
+from genloom.models.huggingface import export_gpt2, gpt_config_to_hf, gpt_state_to_hf  # noqa: E402
 from genloom.device import resolve_device  # noqa: E402
 
 CONFIG = gpt.GPTConfig(vocab_size=8192, context_length=512, dim=384, num_layers=6, num_heads=6, dropout=0.0)
@@ -42,8 +48,6 @@ def build_pair(device: torch.device):
     torch.manual_seed(0)
     ours = gpt.build(CONFIG)
     with tempfile.TemporaryDirectory() as folder:
-        import json
-
         Path(folder, "config.json").write_text(json.dumps(gpt_config_to_hf(CONFIG, 1, 2)))
         save_file(gpt_state_to_hf(ours), str(Path(folder, "model.safetensors")), metadata={"format": "pt"})
         theirs = transformers.GPT2LMHeadModel.from_pretrained(folder, attn_implementation="sdpa")
@@ -83,16 +87,66 @@ def theirs_forward(model, tokens):
     return model(tokens).logits
 
 
+def ctranslate2_generators(model, quantizations: tuple[str, ...], threads: int, folder: Path) -> dict:
+    """CTranslate2 generators of ``model``'s weights: genloom's own Hugging Face export (``export_gpt2``), converted
+    by ctranslate2's ``TransformersConverter`` (what ``ct2-transformers-converter`` runs), one per quantization.
+    Empty when the ``ctranslate2`` package is absent."""
+    try:
+        import ctranslate2
+        from ctranslate2.converters import TransformersConverter
+    except ImportError:
+        return {}
+    hf = folder / "hf"
+    tokenizer = Tokenizer.train("word", [" ".join(f"w{i}" for i in range(CONFIG.vocab_size - 4))],
+                                vocab_size=CONFIG.vocab_size)  # one word a token id: CTranslate2 speaks tokens
+    if not hf.exists():
+        export_gpt2(model.cpu(), tokenizer, hf)
+        (hf / "tokenizer_config.json").write_text(json.dumps(
+            {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<bos>", "eos_token": "<eos>",
+             "unk_token": "<unk>", "pad_token": "<pad>"}))
+    generators = {}
+    for quantization in quantizations:
+        out = folder / quantization
+        if not out.exists():
+            TransformersConverter(str(hf)).convert(str(out), quantization=quantization)
+        generators[quantization] = (ctranslate2.Generator(str(out), device="cpu", compute_type=quantization,
+                                                          intra_threads=threads), tokenizer)
+    return generators
+
+
+def ctranslate2_generate(generator_and_tokenizer, prompt: torch.Tensor, count: int) -> list[list[int]]:
+    generator, tokenizer = generator_and_tokenizer
+    words = [[tokenizer.id_to_token(i) for i in row] for row in prompt.tolist()]
+    results = generator.generate_batch(words, max_length=count, min_length=count, sampling_topk=1, beam_size=1,
+                                       include_prompt_in_result=False)
+    return [r.sequences_ids[0] for r in results]
+
+
 @torch.no_grad()
-def generation_speed(generate_fn, device, batch: int, new_tokens: int = 256, repeats: int = 2) -> float:
-    prompt = torch.randint(3, CONFIG.vocab_size, (batch, 16), device=device)
-    generate_fn(prompt, 8)  # warm-up
-    sync(device)
-    start = time.perf_counter()
+def generation_speeds(engines: dict, device, batch: int, new_tokens: int, repeats: int) -> tuple[dict, dict]:
+    """Tokens/s of each engine (the median of ``repeats`` runs, the engines taking turns, so that a slow minute of
+    a shared machine hits them all) and the tokens each generated."""
+    prompt = torch.randint(4, CONFIG.vocab_size, (batch, 16), device=device)
+    for fn in engines.values():
+        fn(prompt, 8)  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    tokens = {}
     for _ in range(repeats):
-        generate_fn(prompt, new_tokens)
-    sync(device)
-    return repeats * batch * new_tokens / (time.perf_counter() - start)
+        for name, fn in engines.items():
+            sync(device)
+            start = time.perf_counter()
+            tokens[name] = fn(prompt, new_tokens)
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: round(batch * new_tokens / statistics.median(t), 1) for name, t in times.items()}, tokens
+
+
+def first_difference(a: list[list[int]], b: list[list[int]]) -> str | None:
+    for row, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            position = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+            return f"row {row} differs from position {position}"
+    return None
 
 
 def main() -> int:
@@ -100,6 +154,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda (default: CUDA when present)")
     parser.add_argument("--quick", action="store_true", help="fewer steps; writes lm_speed_quick.json")
     parser.add_argument("--train-batch", type=int, default=8, help="sequences of 256 tokens a training step")
+    parser.add_argument("--no-train", action="store_true", help="generation only")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each generation (median)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100/H200: 989)")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -107,37 +163,65 @@ def main() -> int:
     ours, theirs = build_pair(device)
     ours.eval(), theirs.eval()
     steps = 3 if args.quick else 10
+    new_tokens = 64 if args.quick else 256
+    cores = os.cpu_count() or 1
 
     def ours_generate(prompt, count):
         cfg = GenerationConfig(max_new_tokens=count, min_new_tokens=count)
-        for _ in generate(ours, prompt.tolist(), cfg, eos_id=2, max_context=CONFIG.context_length):
-            pass
+        steps = list(generate(ours, prompt.tolist(), cfg, eos_id=2, max_context=CONFIG.context_length))
+        return torch.stack([s.tokens for s in steps], 1).tolist()
 
     def theirs_generate(prompt, count):
-        theirs.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=count,
-                        min_new_tokens=count, pad_token_id=0, eos_token_id=2, use_cache=True)
+        out = theirs.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=count,
+                              min_new_tokens=count, pad_token_id=0, eos_token_id=2, use_cache=True)
+        return out[:, prompt.size(1):].tolist()
 
-    results = {}
-    for name, model, forward in (("genloom", ours, ours_forward), ("transformers", theirs, theirs_forward)):
-        speed = training_speed(model, forward, device, steps, args.train_batch)
-        results[name] = {"train_tokens_per_s": round(speed, 1)}
-        model.eval()
-    for batch in (1, 32):
-        for name, fn in (("genloom", ours_generate), ("transformers", theirs_generate)):
-            results[name][f"generate_b{batch}_tokens_per_s"] = round(generation_speed(fn, device, batch,
-                                                                                      64 if args.quick else 256), 1)
-    ratios = {key.replace("_tokens_per_s", ""): round(results["genloom"][key] / results["transformers"][key], 3)
-              for key in results["genloom"]}
-    results["ratio"] = ratios
-    if device.type == "cuda":
+    results: dict = {}
+    if not args.no_train:
+        torch.set_num_threads(cores)
+        training = {}
+        for name, model, forward in (("genloom", ours, ours_forward), ("transformers", theirs, theirs_forward)):
+            training[name] = round(training_speed(model, forward, device, steps, args.train_batch), 1)
+            model.eval()
+        training["ratio"] = round(training["genloom"] / training["transformers"], 3)
+        results["train_tokens_per_s"] = training
+    generation: dict = {}
+    identical = True
+    with tempfile.TemporaryDirectory() as folder:
+        for threads in sorted({1, cores}) if device.type == "cpu" else [None]:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            engines = {"genloom": ours_generate, "transformers": theirs_generate}
+            if device.type == "cpu":
+                for quantization, generator in ctranslate2_generators(ours, ("float32", "int8"), threads,
+                                                                       Path(folder)).items():
+                    engines[f"ctranslate2_{quantization}"] = functools.partial(ctranslate2_generate, generator)
+                ours.to(device)
+            for batch in (1, 32):
+                speeds, tokens = generation_speeds(engines, device, batch, new_tokens, args.repeats)
+                for peer in ("transformers", "ctranslate2_float32"):
+                    if peer in tokens and (difference := first_difference(tokens["genloom"], tokens[peer])):
+                        identical = False
+                        print(f"greedy tokens of genloom and {peer} differ (threads {threads}, batch {batch}): "
+                              f"{difference}", file=sys.stderr)
+                for peer in ("transformers", "ctranslate2_float32", "ctranslate2_int8"):
+                    if peer in speeds:
+                        speeds[f"genloom/{peer}"] = round(speeds["genloom"] / speeds[peer], 3)
+                generation[f"threads_{threads or 'gpu'}_batch_{batch}"] = speeds
+                print(f"threads {threads}, batch {batch}: " + ", ".join(f"{k} {v:,}" for k, v in speeds.items()))
+    results["generate_tokens_per_s"] = generation
+    results["greedy_tokens_identical"] = identical
+    if device.type == "cuda" and "train_tokens_per_s" in results:
         params = sum(p.numel() for p in ours.parameters())
         flops_per_token = 6 * params + 12 * CONFIG.num_layers * CONFIG.num_heads * (CONFIG.dim // CONFIG.num_heads) * 256
-        results["genloom"]["mfu"] = round(results["genloom"]["train_tokens_per_s"] * flops_per_token
-                                          / (args.peak_tflops * 1e12), 4)
+        results["train_mfu"] = round(results["train_tokens_per_s"]["genloom"] * flops_per_token
+                                     / (args.peak_tflops * 1e12), 4)
     protocol = ("same config and weights in one process; training fwd+bwd+AdamW on "
-                f"{args.train_batch}x256 tokens "
-                f"({steps} timed steps after 2 warm-up); greedy generation of 256 new tokens after 16, KV cache, "
-                "batch 1 and 32; ratio = genloom / transformers")
+                f"{args.train_batch}x256 tokens ({steps} timed steps after 2 warm-up, all cores); greedy generation "
+                f"of {new_tokens} new tokens after 16 (min_new_tokens = max_new_tokens), KV cache, batch 1 and 32, "
+                "with 1 thread and with all cores; CTranslate2 converted from genloom's own Hugging Face export; "
+                f"median of {args.repeats} runs, engines taking turns; greedy tokens compared with transformers and "
+                "CTranslate2 float32 (int8 is not expected to match)")
     if args.quick:
         protocol = "QUICK RUN (3 training steps, 64 new tokens): " + protocol
     # CPU and GPU figures are kept side by side: lm_speed.json and lm_speed_cuda.json.
@@ -145,17 +229,19 @@ def main() -> int:
     path = write_result(name, args.quick, {"device": device_description(str(device)),
                                            "wall_s": round(time.time() - started, 1), "protocol": protocol,
                                            "results": results, "published": {},
-                                           "target": {"cpu": "train ratio >= 1.0, generation ratios >= 2.0"}})
-    print(f"\n{'':<22}{'genloom':>12}{'transformers':>14}{'ratio':>8}")
-    for key in results["genloom"]:
-        if key in results["transformers"]:
-            print(f"{key:<22}{results['genloom'][key]:>12,.0f}{results['transformers'][key]:>14,.0f}"
-                  f"{ratios[key.replace('_tokens_per_s', '')]:>8.2f}")
-    if "mfu" in results["genloom"]:
+                                           "target": {"cpu": "training >= 1.0x transformers; generation in float32 "
+                                                             ">= 2x transformers and >= CTranslate2 float32 at batch 1, "
+                                                             ">= both at batch 32"}})
+    if "train_tokens_per_s" in results:
+        training = results["train_tokens_per_s"]
+        print(f"training tokens/s: genloom {training['genloom']:,}, transformers {training['transformers']:,} "
+              f"({training['ratio']:.2f}x)")
+    if "train_mfu" in results:
         print(f"model FLOPs utilisation (training, bf16, peak {args.peak_tflops:g} TFLOP/s): "
-              f"{100 * results['genloom']['mfu']:.1f}%")
+              f"{100 * results['train_mfu']:.1f}%")
+    print(f"greedy tokens identical: {identical}")
     print(f"written: {path}")
-    return 0
+    return 0 if identical else 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genloom.config import require_at_least, require_fraction
@@ -20,7 +21,8 @@ from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.state import join_caches, key_mask, row_positions, trim_caches
-from genloom.nn.transformer import FeedForward, MultiHeadAttention, TransformerLayer, reorder_caches
+from genloom.nn.packed import PackedLinear
+from genloom.nn.transformer import FeedForward, LayerPlan, MultiHeadAttention, TransformerLayer, reorder_caches
 
 
 @dataclass
@@ -75,6 +77,7 @@ class GPT(nn.Module):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * c.num_layers))
         if c.tie_embeddings:
             self.output.weight = self.embed.weight
+        self._plan: tuple | None = None  # (parameters, _plan_key when built, LayerPlans, packed output layer)
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -129,13 +132,48 @@ class GPT(nn.Module):
         context = self.config.context_length
         window = torch.cat([state["window"], tokens], dim=1)[:, -context:]  # (B, ≤ context)
         if state["offset"] + tokens.size(1) <= context:
-            logits, caches = self(tokens, state["caches"], state["offset"], state["start"])
-            return logits[:, -1], dict(state, caches=caches, offset=state["offset"] + tokens.size(1), window=window)
+            if (tokens.size(1) == 1 and state["offset"] > 0 and state["start"] is None and not self.training
+                    and not torch.is_grad_enabled()):
+                last, caches = self._decode_one(tokens[:, 0], state["caches"], state["offset"])
+            else:
+                logits, caches = self(tokens, state["caches"], state["offset"], state["start"])
+                last = logits[:, -1]
+            return last, dict(state, caches=caches, offset=state["offset"] + tokens.size(1), window=window)
         if state["start"] is not None:
             raise UserError(f"a row of a joined batch would pass the model's context of {context} tokens; "
                             "joined batches do not slide (keep prompt + new tokens within the context).")
         logits, caches = self(window, [{} for _ in self.layers], 0)
         return logits[:, -1], {"caches": caches, "offset": window.size(1), "window": window, "start": None}
+
+    def decode_plan(self, rows: int = 1) -> tuple[list[LayerPlan], PackedLinear]:
+        """The blocks and the output layer prepared for one-token steps (``LayerPlan``), built on first use and
+        again whenever a parameter has changed (an optimizer step, ``load_state_dict``, a move to another device) or
+        the batch changes between one row and several (their matrices are packed differently, ``nn.packed``)."""
+        if self._plan is not None:
+            parameters, built, layers, output = self._plan
+            if built == self._plan_key(parameters, rows):  # each step: a walk over modules would cost 1 ms
+                return layers, output
+        parameters = list(self.parameters())
+        self._plan = (parameters, self._plan_key(parameters, rows), [LayerPlan(layer, rows) for layer in self.layers],
+                      PackedLinear(self.output.weight, None, rows))
+        return self._plan[2], self._plan[3]
+
+    def _plan_key(self, parameters: list[nn.Parameter], rows: int) -> tuple:
+        """What a ``decode_plan`` was built from: the weights' storage and versions, and one row or several."""
+        return self.embed.weight.data_ptr(), sum(p._version for p in parameters), rows == 1
+
+    def _decode_one(self, tokens: Tensor, caches: list, offset: int) -> tuple[Tensor, list]:
+        """tokens (B,) at position ``offset`` after filled caches → (B, V) logits and the caches: what ``forward``
+        computes for one new token, through the ``decode_plan``."""
+        layers, output = self.decode_plan(tokens.size(0))
+        x = self.embed.weight[tokens] + self.positions.weight[offset]  # (B, C)
+        new_caches = []
+        for plan, cache in zip(layers, caches):
+            x, self_cache = plan(x, cache["self"])
+            new_caches.append({"self": self_cache, "cross": None})
+        norm = self.norm
+        x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        return output(x)[:, : self.config.vocab_size], new_caches  # (B, V)
 
     def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
         """Keep rows ``index``; in a joined batch, drop the cache slots no kept row uses."""

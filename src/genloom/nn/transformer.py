@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genloom.nn.packed import PackedLinear
+
 KVCache = dict[str, Tensor]
 
 
@@ -180,6 +182,38 @@ class TransformerLayer(nn.Module):
         x = x + self.drop(self.feed_forward(self.norm_ff(x)))
         new_cache = {"self": self_cache, "cross": cross_cache} if cache is not None else None
         return x, new_cache, weights
+
+
+class LayerPlan:
+    """A pre-LayerNorm ``TransformerLayer`` without cross-attention (a GPT block) prepared for decoding steps of one
+    token a row: its query, key and value projections fused into one matrix and every matrix packed
+    (``PackedLinear``), so a step is one matrix product less and a few small operations fewer than ``forward``,
+    with the same cache. Inference only: built from the weights as they are (see ``GPT.decode_plan``)."""
+
+    def __init__(self, layer: TransformerLayer, rows: int = 1):
+        attention, feed_forward = layer.self_attention, layer.feed_forward
+        if not layer.norm_first or layer.cross_attention is not None:
+            raise ValueError("LayerPlan serves pre-LayerNorm self-attention layers only")
+        query, key_value = attention.query, attention.key_value
+        bias = torch.cat([query.bias, key_value.bias]) if query.bias is not None else None
+        self.qkv = PackedLinear(torch.cat([query.weight, key_value.weight]), bias, rows)  # (3C, C): q, k, v rows
+        self.out = PackedLinear(attention.out.weight, attention.out.bias, rows)
+        self.up = PackedLinear(feed_forward.up.weight, feed_forward.up.bias, rows)
+        self.down = PackedLinear(feed_forward.down.weight, feed_forward.down.bias, rows)
+        self.norms = [(n.normalized_shape, n.weight, n.bias, n.eps) for n in (layer.norm_self, layer.norm_ff)]
+        self.activation = feed_forward.activation
+        self.heads, self.head_dim = attention.num_heads, attention.head_dim
+
+    def __call__(self, x: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
+        """x (B, C), each row's newest token → (B, C), and the self-attention cache with its key and value added."""
+        batch, dim = x.shape
+        (shape, weight, bias, eps), ff_norm = self.norms
+        q, k, v = self.qkv(F.layer_norm(x, shape, weight, bias, eps)).view(
+            batch, 3, self.heads, 1, self.head_dim).unbind(1)  # (B, H, 1, D) each
+        keys, values, cache = _append(cache, k, v)  # (B, H, S, D)
+        y = F.scaled_dot_product_attention(q, keys, values)  # (B, H, 1, D): one query sees every key
+        x = x + self.out(y.view(batch, dim))
+        return x + self.down(self.activation(self.up(F.layer_norm(x, *ff_norm)))), cache
 
 
 def reorder_caches(caches: list[dict[str, Any]], index: Tensor) -> list[dict[str, Any]]:
