@@ -192,6 +192,19 @@ def build_parser() -> Parser:
     export.add_argument("checkpoint", help="a GPT run directory (or a Hugging Face GPT-2 directory)")
     export.add_argument("out_dir", help="a new or empty folder to write into")
 
+    prof = commands.add_parser("profile", help="what a checkpoint costs: size, FLOPs, memory, speed by batch size",
+                               description="Parameters, size on disk, analytic FLOPs per token, peak memory, and "
+                                           "greedy decoding tokens/s and per-token latency (p50/p99) for each batch "
+                                           "size; printed as a table, written as JSON and a PNG.")
+    prof.add_argument("checkpoint", help="a run directory or a local Hugging Face folder")
+    prof.add_argument("--batch-sizes", default="1,2,4,8,16,32,64", help="comma-separated (default 1,2,4,8,16,32,64)")
+    prof.add_argument("--new-tokens", type=int, default=64, help="tokens generated per row (default 64)")
+    prof.add_argument("--prompt-tokens", type=int, default=16, help="random prompt (or source) tokens (default 16)")
+    prof.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's, all cores)")
+    prof.add_argument("--json", default=None, metavar="FILE", help="write the report here (default: none)")
+    prof.add_argument("--plot", default=None, metavar="PNG", help="draw tokens/s and latency by batch size here")
+    prof.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
+
     val = commands.add_parser("validate", help="check a recipe without training",
                               description="Run the checks 'genloom train' makes before training (keys, types, model settings and "
                                          "size, device, the run folder, the data read as training reads it); "

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
 from tqdm import tqdm
 
 from genloom.api import export_huggingface, load, train
-from genloom.apps import bias, latent
+from genloom.apps import bias, latent, profile
 from genloom.apps.attention_plot import plot_attention
 from genloom.apps.demo import run_demo
 from genloom.apps.explain import METHODS, explain
@@ -23,7 +24,7 @@ from genloom.apps.explain_report import explanation_json, plot_explanation, writ
 from genloom.apps.reuse import (FEATURES, LEXICAL, VerdictModel, check_settings, detect, fit_verdict,
                                 labelled_features, load_encoder, read_collection, results_json)
 from genloom.apps.reuse_report import write_report
-from genloom.checkpoint import check_writable_file, check_writable_folder, growing_file
+from genloom.checkpoint import atomic_write, check_writable_file, check_writable_folder, growing_file
 from genloom.config import DataConfig, RunConfig, TokenizerConfig, TrainConfig, describe, load_run_config, word_split
 from genloom.data.readers import read_lines, read_text, read_tsv
 from genloom.decoding.config import GenerationConfig
@@ -425,6 +426,43 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    try:
+        batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+    except ValueError:
+        raise UserError(f"--batch-sizes must be comma-separated whole numbers, got '{args.batch_sizes}'.") from None
+    for option, value in (("--batch-sizes", min(batch_sizes)), ("--new-tokens", args.new_tokens),
+                          ("--prompt-tokens", args.prompt_tokens), ("--threads", args.threads or 1)):
+        if value < 1:
+            raise UserError(f"{option} must be at least 1, got {value}.")
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            check_writable_file(path, option)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load(args.checkpoint, device=args.device)
+    if model.family not in CAN_PROFILE:
+        raise UserError(f"profile measures text generators; {args.checkpoint} holds a '{model.family}' model "
+                        f"(profiled families: {', '.join(CAN_PROFILE)}).")
+    limit = getattr(model.model, "max_context", None)
+    if limit is not None and args.prompt_tokens + args.new_tokens + 1 > limit:
+        raise UserError(f"--prompt-tokens + --new-tokens ({args.prompt_tokens + args.new_tokens}) pass the model's "
+                        f"context of {limit} tokens.")
+    with tqdm(total=len(batch_sizes), desc="profile", unit="batch size", disable=None, file=sys.stderr) as bar:
+        report = profile.profile(model, batch_sizes, args.new_tokens, args.prompt_tokens, progress=lambda row: bar.update())
+    print(profile.table(report))
+    if args.json:
+        atomic_write(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {profile.plot(report, args.plot)}")
+    return 0
+
+
+# The families ``genloom profile`` decodes from: every generator with a tokenizer-made prompt or source.
+CAN_PROFILE = ("gpt", "rnnlm", "transformer_seq2seq", "seq2seq", "vae")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     run_demo(Path(args.out_dir), device=args.device)
     return 0
@@ -433,6 +471,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_transduce, "summarize": cmd_transduce,
             "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "bias": cmd_bias, "vae": cmd_vae,
             "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate, "explain": cmd_explain,
-            "reuse": cmd_reuse, "reuse-train": cmd_reuse_train, "demo": cmd_demo}  # "serve" is genloom.serve.command's, loaded only for the server (cli.main)
+            "reuse": cmd_reuse, "reuse-train": cmd_reuse_train, "demo": cmd_demo,
+            "profile": cmd_profile}  # "serve" is genloom.serve.command's, loaded only for the server (cli.main)
 
 

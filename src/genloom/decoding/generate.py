@@ -130,11 +130,6 @@ def ban_processors(cfg: GenerationConfig, eos_id: int, prompt_lengths: Tensor, r
     return chain
 
 
-def greedy_choice(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """(B, V) logits → (B,) the highest-scoring token of each row."""
-    return logits.argmax(dim=-1)
-
-
 def sample_choice(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """(B, V) processed logits → (B,) one token per row drawn from their softmax."""
     return draw(torch.softmax(logits.float(), dim=-1), generator)
@@ -293,9 +288,10 @@ class Group:
 
     def pick(self, logits: Tensor) -> Tensor:
         """(n, V) scores → (n,) the token each row would choose, shaped by this group's processors."""
-        choose = sample_choice if self.sampling else greedy_choice
-        return choose(_choosable(process(self.processors, self.history[:, self.skip:], logits.float())),
-                      self.generator)
+        scores = process(self.processors, self.history[:, self.skip:], logits.float())
+        if not self.sampling:
+            return _greedy(scores)
+        return sample_choice(_choosable(scores), self.generator)
 
     def take(self, chosen: Tensor, attention: Tensor | None) -> StepOutput:
         """Apply the step: (n,) chosen tokens, except where a row is still inside its prompt (its prompt token) or
@@ -460,13 +456,25 @@ class DecodeBatch:
         return sum(group.size for group in self.groups)
 
 
+NOTHING_TO_CHOOSE = ("the decoding options forbid every token at some step (ban_words, min_new_tokens, "
+                     "no_repeat_ngram_size and no_unk together leave nothing to choose); loosen them.")
+
+
 def _choosable(scores: Tensor) -> Tensor:
     """``scores`` (B, V), once every row is known to leave some token allowed, with +inf (an extreme penalty's
     overflow) brought down to the largest finite score so that the softmax stays a distribution."""
     if not bool(torch.isfinite(scores).any(dim=-1).all()):
-        raise UserError("the decoding options forbid every token at some step (ban_words, min_new_tokens, "
-                        "no_repeat_ngram_size and no_unk together leave nothing to choose); loosen them.")
+        raise UserError(NOTHING_TO_CHOOSE)
     return _capped(scores)
+
+
+def _greedy(scores: Tensor) -> Tensor:
+    """(B, V) processed scores → (B,) each row's best token (the first of equal ones, as ``argmax``), in one pass
+    that also finds a row with every token forbidden (its best is −inf or NaN)."""
+    best, chosen = scores.max(dim=-1)
+    if not bool((best > float("-inf")).all()):
+        raise UserError(NOTHING_TO_CHOOSE)
+    return chosen
 
 
 def _capped(scores: Tensor) -> Tensor:
@@ -488,9 +496,10 @@ def _shared_settings(cfg: GenerationConfig, rules: TokenRules | None, width: int
 def _pick_together(run: list[Group], logits: Tensor) -> Tensor:
     """(ΣB, V) scores of neighbouring groups with equal shared settings → (ΣB,) tokens: shaped once, drawn with one
     uniform number per row from the row's own group's generator (as ``draw`` would draw for that group alone)."""
-    scores = _choosable(process(run[0].processors, None, logits.float()))  # their processors read no history
+    scores = process(run[0].processors, None, logits.float())  # their processors read no history
     if not run[0].sampling:
-        return greedy_choice(scores)
+        return _greedy(scores)
+    scores = _choosable(scores)
     uniforms = torch.cat([torch.rand((g.size, 1), generator=g.generator, device=scores.device) for g in run])
     return draw(torch.softmax(scores, dim=-1), uniforms=uniforms)
 

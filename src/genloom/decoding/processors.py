@@ -157,9 +157,11 @@ class MinNewTokens:
     def __call__(self, tokens: Tensor, logits: Tensor) -> Tensor:
         generated = tokens.size(1) - self.prompt_lengths.to(logits.device)  # (B,)
         too_early = generated < self.min_new
-        eos = torch.zeros_like(logits, dtype=torch.bool)
-        eos[:, self.eos_id] = True
-        return logits.masked_fill(eos & too_early[:, None], NEG_INF)
+        if not bool(too_early.any()):
+            return logits
+        banned = logits.clone()  # only the EOS column changes: no (B, V) mask
+        banned[:, self.eos_id] = logits[:, self.eos_id].masked_fill(too_early, NEG_INF)
+        return banned
 
 
 class TopK:

@@ -195,6 +195,20 @@ class GPT(nn.Module):
         return self.config.context_length
 
 
+def flops_per_token(config: GPTConfig, position: int, source_length: int = 0) -> int:
+    """Forward FLOPs of one new token at ``position`` (it attends to ``position`` + 1 keys, itself included; no
+    source).
+
+    2 per multiply-add of every matrix the token passes through: per block 24 C² (query, key and value 6 C²,
+    output 2 C², feed-forward 16 C²) plus 4 C per key (q·k and the weighted sum of the values), then the output
+    layer over the padded vocabulary, 2 C V. Biases, norms and activations are left out, as
+    ``torch.utils.flop_counter`` leaves them out (tests/models/test_gpt.py checks the two agree).
+    """
+    padded = math.ceil(config.vocab_size / config.pad_vocab_multiple) * config.pad_vocab_multiple
+    dim = config.dim
+    return config.num_layers * (24 * dim * dim + 4 * (position + 1) * dim) + 2 * dim * padded
+
+
 def check_config(config: GPTConfig) -> None:
     require_at_least(config, ("context_length", "dim", "num_layers", "num_heads", "pad_vocab_multiple"))
     require_fraction(config, ("dropout",))

@@ -118,6 +118,21 @@ def check_config(config: RNNLMConfig) -> None:
     require_at_least(config, ("init_range",), minimum=0)
 
 
+def flops_per_token(config: RNNLMConfig, position: int = 0, source_length: int = 0) -> int:
+    """Forward FLOPs of one token (any ``position``: a recurrent step costs the same everywhere; no source).
+
+    2 per multiply-add: each layer's gates, G · H · (input + H) multiply-adds with G = 4 (LSTM) or 3 (GRU); the
+    projection to the embedding width when a tied output layer needs one; the output layer. Biases and the gates'
+    elementwise products are left out, as ``torch.utils.flop_counter`` leaves them out.
+    """
+    gates = 4 if config.cell == "lstm" else 3
+    hidden, embed = config.hidden_dim, config.embed_dim
+    recurrent = sum(gates * hidden * ((embed if layer == 0 else hidden) + hidden) for layer in range(config.num_layers))
+    tied_width = embed if config.tie_embeddings else hidden
+    projection = hidden * embed if config.tie_embeddings and hidden != embed else 0
+    return 2 * (recurrent + projection + tied_width * config.vocab_size)
+
+
 def build(config: RNNLMConfig) -> RNNLM:
     check_config(config)
     if config.vocab_size < 1:

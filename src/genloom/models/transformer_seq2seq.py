@@ -163,6 +163,19 @@ class TransformerSeq2Seq(nn.Module):
         return self.config.max_positions
 
 
+def flops_per_token(config: TransformerSeq2SeqConfig, position: int, source_length: int = 1) -> int:
+    """Forward FLOPs of one new target token at ``position`` over a source of ``source_length`` tokens, the
+    encoder's output and its cross-attention keys and values already cached (computed once a sentence).
+
+    2 per multiply-add: per decoder layer 8 C² (self-attention projections), 4 C per target key, 4 C² (the
+    cross-attention's query and output), 4 C per source key, 4 C F (feed-forward); then the output layer, 2 C V.
+    Biases, norms and activations are left out, as ``torch.utils.flop_counter`` leaves them out.
+    """
+    dim = config.dim
+    layer = 12 * dim * dim + 4 * (position + 1) * dim + 4 * source_length * dim + 4 * dim * config.ff_dim
+    return config.decoder_layers * layer + 2 * dim * config.vocab_size
+
+
 def check_config(config: TransformerSeq2SeqConfig) -> None:
     require_at_least(config, ("dim", "num_heads", "encoder_layers", "decoder_layers", "ff_dim", "max_positions"))
     require_fraction(config, ("dropout", "label_smoothing"))
