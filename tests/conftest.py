@@ -65,6 +65,24 @@ def trained_run(tmp_path_factory) -> Path:
     return folder / "run"
 
 
+def train_tiny(folder: Path, family: str, model: dict, steps: int = 2, **data) -> Path:
+    """A ``family`` checkpoint of the ``model`` settings, trained ``steps`` steps on the tiny corpus."""
+    import genloom
+
+    recipe = tiny_recipe(folder, max_steps=steps, eval_every=None, lr=0.01)
+    recipe.update(family=family, model=model)
+    recipe["data"].update(data)
+    genloom.train(recipe)
+    return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def trained_gpt(tmp_path_factory) -> Path:
+    """A tiny GPT checkpoint (one layer, width 16, a 48-token context), shared by the tests that only read it."""
+    return train_tiny(tmp_path_factory.mktemp("gpt"), "gpt",
+                      {"dim": 16, "num_layers": 1, "num_heads": 2, "context_length": 48}, batching="stream")
+
+
 def signal_during_step(monkeypatch, number, at_call):
     """Send this process ``number`` (SIGTERM, SIGINT) while the optimizer takes its ``at_call``-th step, as a
     user's kill or Ctrl-C would arrive in the middle of a step."""

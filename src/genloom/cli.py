@@ -192,6 +192,13 @@ def build_parser() -> Parser:
     export.add_argument("checkpoint", help="a GPT run directory (or a Hugging Face GPT-2 directory)")
     export.add_argument("out_dir", help="a new or empty folder to write into")
 
+    quant = commands.add_parser("quantize", help="write a checkpoint with int8 linear layers",
+                                description="Store every linear layer's weight as int8 with one float32 scale per "
+                                            "output row; activations are quantized at each product (dynamic int8). "
+                                            "The result is a genloom checkpoint that every command loads.")
+    quant.add_argument("checkpoint", help="a genloom run directory (float32)")
+    quant.add_argument("out_dir", help="a new or empty folder to write into")
+
     prof = commands.add_parser("profile", help="what a checkpoint costs: size, FLOPs, memory, speed by batch size",
                                description="Parameters, size on disk, analytic FLOPs per token, peak memory, and "
                                            "greedy decoding tokens/s and per-token latency (p50/p99) for each batch "

@@ -30,6 +30,7 @@ from genloom.data.readers import read_lines, read_text, read_tsv
 from genloom.decoding.config import GenerationConfig
 from genloom.errors import UserError
 from genloom.models import FAMILIES
+from genloom.models.loading import quantize_checkpoint
 from genloom.recipes import CHECKS
 from genloom.recipes.runs import family_module
 from genloom.safety import KINDS, offensive_spans, redact
@@ -426,6 +427,16 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    check_writable_folder(args.out_dir, "the output folder")
+    entry = quantize_checkpoint(args.checkpoint, args.out_dir)
+    before = profile.size_on_disk(Path(args.checkpoint))[0]
+    after = profile.size_on_disk(Path(args.out_dir))[0]
+    print(f"wrote {args.out_dir}: {len(entry['layers'])} linear layers in int8; model.safetensors "
+          f"{before / 2**20:.1f} MB → {after / 2**20:.1f} MB ({after / before:.2f}x)")
+    return 0
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     try:
         batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
@@ -472,6 +483,6 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_trans
             "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "bias": cmd_bias, "vae": cmd_vae,
             "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate, "explain": cmd_explain,
             "reuse": cmd_reuse, "reuse-train": cmd_reuse_train, "demo": cmd_demo,
-            "profile": cmd_profile}  # "serve" is genloom.serve.command's, loaded only for the server (cli.main)
+            "profile": cmd_profile, "quantize": cmd_quantize}  # "serve" is genloom.serve.command's, loaded only for the server (cli.main)
 
 

@@ -9,28 +9,18 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-import genloom
 from genloom.serve import ServeSettings, create_app, load_named
-from tests.conftest import tiny_recipe
-
-
-def _train(folder: Path, family: str, model: dict, steps: int = 2, **data) -> Path:
-    recipe = tiny_recipe(folder, max_steps=steps, eval_every=None, lr=0.01)
-    recipe.update(family=family, model=model)
-    recipe["data"].update(data)
-    genloom.train(recipe)
-    return folder / "run"
+from tests.conftest import train_tiny
 
 
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory, trained_run, lowercased_copier) -> dict[str, Path]:
+def checkpoints(tmp_path_factory, trained_run, trained_gpt, lowercased_copier) -> dict[str, Path]:
     """name → checkpoint: an RNN LM, a GPT with a 48-token context, a BERT, and a seq2seq."""
     root = tmp_path_factory.mktemp("served")
     return {
         "rnn": trained_run,
-        "gpt": _train(root / "gpt", "gpt", {"dim": 16, "num_layers": 1, "num_heads": 2, "context_length": 48},
-                      batching="stream"),
-        "bert": _train(root / "bert", "bert", {"dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 32,
+        "gpt": trained_gpt,
+        "bert": train_tiny(root / "bert", "bert", {"dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 32,
                                                "context_length": 48}),
         "copier": lowercased_copier,
     }

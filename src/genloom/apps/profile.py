@@ -33,7 +33,7 @@ def size_on_disk(path: Path) -> tuple[int, int]:
     """Bytes of the checkpoint's weights file (``model.safetensors``) and of the whole folder (config, tokenizer
     and, in a run folder, the optimizer state kept for resuming)."""
     files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
-    weights = [f for f in files if f.suffix == ".safetensors"]
+    weights = [f for f in files if f.name == "model.safetensors" and f.parent == path] or files
     return sum(f.stat().st_size for f in weights), sum(f.stat().st_size for f in files)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -21,8 +22,7 @@ from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.state import join_caches, key_mask, row_positions, trim_caches
-from genloom.nn.packed import PackedLinear
-from genloom.nn.transformer import FeedForward, LayerPlan, MultiHeadAttention, TransformerLayer, reorder_caches
+from genloom.nn.transformer import FeedForward, LayerPlan, fused_linear, MultiHeadAttention, TransformerLayer, reorder_caches
 
 
 @dataclass
@@ -77,7 +77,7 @@ class GPT(nn.Module):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * c.num_layers))
         if c.tie_embeddings:
             self.output.weight = self.embed.weight
-        self._plan: tuple | None = None  # (parameters, _plan_key when built, LayerPlans, packed output layer)
+        self._plan: tuple | None = None  # (parameters, _plan_key when built, the decode plan or None)
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -133,7 +133,7 @@ class GPT(nn.Module):
         window = torch.cat([state["window"], tokens], dim=1)[:, -context:]  # (B, ≤ context)
         if state["offset"] + tokens.size(1) <= context:
             if (tokens.size(1) == 1 and state["offset"] > 0 and state["start"] is None and not self.training
-                    and not torch.is_grad_enabled()):
+                    and not torch.is_grad_enabled() and self.decode_plan(tokens.size(0)) is not None):
                 last, caches = self._decode_one(tokens[:, 0], state["caches"], state["offset"])
             else:
                 logits, caches = self(tokens, state["caches"], state["offset"], state["start"])
@@ -145,22 +145,26 @@ class GPT(nn.Module):
         logits, caches = self(window, [{} for _ in self.layers], 0)
         return logits[:, -1], {"caches": caches, "offset": window.size(1), "window": window, "start": None}
 
-    def decode_plan(self, rows: int = 1) -> tuple[list[LayerPlan], PackedLinear]:
+    def decode_plan(self, rows: int = 1) -> tuple[list[LayerPlan], Callable[[Tensor], Tensor]] | None:
         """The blocks and the output layer prepared for one-token steps (``LayerPlan``), built on first use and
         again whenever a parameter has changed (an optimizer step, ``load_state_dict``, a move to another device) or
-        the batch changes between one row and several (their matrices are packed differently, ``nn.packed``)."""
+        the batch changes between one row and several (their matrices are packed differently, ``nn.packed``).
+        None when a weight is a tensor subclass (torchao's int8 and such): the modules run their own kernels."""
         if self._plan is not None:
-            parameters, built, layers, output = self._plan
+            parameters, built, plan = self._plan
             if built == self._plan_key(parameters, rows):  # each step: a walk over modules would cost 1 ms
-                return layers, output
+                return plan
         parameters = list(self.parameters())
-        self._plan = (parameters, self._plan_key(parameters, rows), [LayerPlan(layer, rows) for layer in self.layers],
-                      PackedLinear(self.output.weight, None, rows))
-        return self._plan[2], self._plan[3]
+        plan = None
+        if all(type(p.detach()) is Tensor for p in parameters):  # not a tensor subclass (torchao's int8 and such)
+            plan = [LayerPlan(layer, rows) for layer in self.layers], fused_linear([self.output], rows)
+        self._plan = (parameters, self._plan_key(parameters, rows), plan)
+        return plan
 
     def _plan_key(self, parameters: list[nn.Parameter], rows: int) -> tuple:
         """What a ``decode_plan`` was built from: the weights' storage and versions, and one row or several."""
-        return self.embed.weight.data_ptr(), sum(p._version for p in parameters), rows == 1
+        return (self.embed.weight.data_ptr(), sum(p._version for p in parameters), rows == 1,
+                type(self.output))  # float, or int8 after nn.quantized.quantize_linears
 
     def _decode_one(self, tokens: Tensor, caches: list, offset: int) -> tuple[Tensor, list]:
         """tokens (B,) at position ``offset`` after filled caches → (B, V) logits and the caches: what ``forward``

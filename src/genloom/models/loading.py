@@ -10,13 +10,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from genloom.checkpoint import load_tensors, read_checkpoint_config
+from genloom.checkpoint import atomic_write, load_tensors, read_checkpoint_config, save_tensors, write_json
 from genloom.config import from_dict
 from genloom.data.tokenizers import Tokenizer
 from genloom.device import resolve_device
 from genloom.errors import UserError
 from genloom.models import FAMILIES
 from genloom.models.huggingface import huggingface_config, load_huggingface, minilm_path
+from genloom.nn.quantized import quantize_linears
 
 NAMED = {"minilm": minilm_path}  # names that stand for an installed model folder
 
@@ -61,6 +62,8 @@ def load_checkpoint(path: str | Path, device: str | None = None, family: str | N
             raise UserError(f"{path} holds an unknown model family '{config['family']}'; known: {', '.join(FAMILIES)}.")
         tokenizer = Tokenizer.load(path)
         model = module.build(from_dict(module.CONFIG, config["model"], "model"))
+        if "quantization" in config:  # genloom quantize: these layers hold int8 weights
+            quantize_linears(model, config["quantization"]["layers"])
         weights = load_tensors(path / "model.safetensors")
         try:
             model.load_state_dict(weights, strict=True)
@@ -86,3 +89,27 @@ def check_loadable(path: Path, model: nn.Module, tokenizer: Tokenizer, exact_voc
     if tokenizer.vocab_size > vocabulary or (exact_vocabulary and tokenizer.vocab_size != vocabulary):
         raise UserError(f"the tokenizer in {path} has {tokenizer.vocab_size:,} tokens but the model's vocabulary is "
                         f"{vocabulary:,}: tokenizer.json belongs to another model.")
+
+
+def quantize_checkpoint(path: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Write ``path``'s model with int8 linear layers (``nn.quantized``) as a new genloom checkpoint in ``out_dir``:
+    config.json (with a ``quantization`` entry naming the layers), model.safetensors and the tokenizer files.
+    Returns the ``quantization`` entry. Every command loads the result as it loads the original."""
+    source = load_checkpoint(path, device="cpu")
+    if source.config.get("source") == "huggingface" or "quantization" in source.config:
+        what = "a Hugging Face folder" if "quantization" not in source.config else "already quantized"
+        raise UserError(f"{path} is {what}; quantize a genloom run folder that holds float32 weights.")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UserError(f"{out_dir} is not an empty folder; quantize into a new folder so nothing is overwritten.")
+    layers = quantize_linears(source.model)
+    if not layers:
+        raise UserError(f"the {source.family} model in {path} has no linear layers to quantize.")
+    entry = {"method": "int8 dynamic: int8 weights, one float32 scale per output row (symmetric); activations "
+                       "quantized per product", "layers": layers, "from": str(source.path)}
+    save_tensors(out_dir / "model.safetensors", source.model.state_dict(), metadata={"format": "pt"})
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if (source.path / name).is_file():
+            atomic_write(out_dir / name, (source.path / name).read_bytes())
+    write_json(out_dir / "config.json", {**source.config, "quantization": entry})  # last: a folder without it is no run
+    return entry

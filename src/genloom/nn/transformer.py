@@ -8,6 +8,7 @@ seq2seq Transformer and a GPT can share them without knowing each other.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genloom.nn.packed import PackedLinear
+from genloom.nn.quantized import Int8Linear, cat_int8
 
 KVCache = dict[str, Tensor]
 
@@ -184,22 +186,28 @@ class TransformerLayer(nn.Module):
         return x, new_cache, weights
 
 
+def fused_linear(layers: list[nn.Module], rows: int) -> Callable[[Tensor], Tensor]:
+    """The given linear layers (same input) as one callable x (N, in) → (N, Σ out): float layers packed
+    (``PackedLinear``), int8 layers (``nn.quantized``) stacked."""
+    if all(isinstance(layer, Int8Linear) for layer in layers):
+        return (cat_int8(layers) if len(layers) > 1 else layers[0]).forward  # no module-call machinery per step
+    bias = torch.cat([layer.bias for layer in layers]) if layers[0].bias is not None else None
+    return PackedLinear(torch.cat([layer.weight for layer in layers]), bias, rows)
+
+
 class LayerPlan:
     """A pre-LayerNorm ``TransformerLayer`` without cross-attention (a GPT block) prepared for decoding steps of one
-    token a row: its query, key and value projections fused into one matrix and every matrix packed
-    (``PackedLinear``), so a step is one matrix product less and a few small operations fewer than ``forward``,
+    token a row: its query, key and value projections fused into one matrix and every float matrix packed
+    (``PackedLinear``; int8 layers keep their own kernel), so a step is one matrix product less and a few small operations fewer than ``forward``,
     with the same cache. Inference only: built from the weights as they are (see ``GPT.decode_plan``)."""
 
     def __init__(self, layer: TransformerLayer, rows: int = 1):
         attention, feed_forward = layer.self_attention, layer.feed_forward
         if not layer.norm_first or layer.cross_attention is not None:
             raise ValueError("LayerPlan serves pre-LayerNorm self-attention layers only")
-        query, key_value = attention.query, attention.key_value
-        bias = torch.cat([query.bias, key_value.bias]) if query.bias is not None else None
-        self.qkv = PackedLinear(torch.cat([query.weight, key_value.weight]), bias, rows)  # (3C, C): q, k, v rows
-        self.out = PackedLinear(attention.out.weight, attention.out.bias, rows)
-        self.up = PackedLinear(feed_forward.up.weight, feed_forward.up.bias, rows)
-        self.down = PackedLinear(feed_forward.down.weight, feed_forward.down.bias, rows)
+        self.qkv = fused_linear([attention.query, attention.key_value], rows)  # (3C, C): q, k, v rows
+        self.out, self.up, self.down = (fused_linear([linear], rows) for linear in
+                                        (attention.out, feed_forward.up, feed_forward.down))
         self.norms = [(n.normalized_shape, n.weight, n.bias, n.eps) for n in (layer.norm_self, layer.norm_ff)]
         self.activation = feed_forward.activation
         self.heads, self.head_dim = attention.num_heads, attention.head_dim
