@@ -8,7 +8,7 @@ decoding after 16 prompt tokens at batch 1 and 32, with one thread and with all 
 int8, CTranslate2 float32 and CTranslate2 int8 (converted from genloom's own export), taking turns, median of
 ``--repeats``. Size: model.safetensors of each. Quality, each model scored in float32 and after
 ``genloom quantize``: the validation loss of the Tiny Shakespeare GPT (runs/gpt_shakespeare_char: the last 10 % of
-the text in windows of 256 characters, as training validates; target ≤ 1 % relative increase), and BLEU on
+the text in windows of its context, as training validates; target ≤ 1 % relative increase), and BLEU on
 Multi30k test_2016_flickr (beam 5) of the Transformer and the GRU (runs/transformer_multi30k,
 runs/seq2seq_multi30k_gru; target ≤ 0.5 BLEU lost). A model whose run folder is absent is skipped with a note.
 """
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED_DATA, device_description, write_result  # noqa: E402
+from common import ROOT, SHARED_DATA, device_description, last_result, write_result  # noqa: E402
 from lm_speed import CONFIG, build_pair, ctranslate2_generate, ctranslate2_generators, generation_speeds  # noqa: E402
 
 import torch  # noqa: E402
@@ -76,13 +76,15 @@ def speed(args, folder: Path) -> dict:
 
 @torch.no_grad()
 def shakespeare_loss(run: Path, text: str) -> float:
-    """Mean next-character loss over the last 10 % of the text in windows of 256, as training validates."""
+    """Mean next-character loss over the last 10 % of the text in windows of the model's context, as training
+    validates."""
     model = genloom.load(run, device="cpu")
     ids = model.tokenizer.encode(text)
     valid = torch.tensor(ids[int(len(ids) * 0.9):])
-    windows = valid[: (len(valid) - 1) // 256 * 256 + 1]
-    inputs = windows[:-1].view(-1, 256)
-    targets = windows[1:].view(-1, 256)
+    width = model.model.config.context_length
+    windows = valid[: (len(valid) - 1) // width * width + 1]
+    inputs = windows[:-1].view(-1, width)
+    targets = windows[1:].view(-1, width)
     total = 0.0
     for start in range(0, len(inputs), 32):
         logits, _ = model.model(inputs[start:start + 32])
@@ -141,10 +143,12 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=128, help="greedy tokens per row (default 128)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each engine (median)")
     parser.add_argument("--skip-quality", action="store_true", help="speed and size only")
+    parser.add_argument("--skip-speed", action="store_true", help="quality only; keeps the last run's speed figures")
     args = parser.parse_args()
     started = time.time()
     with tempfile.TemporaryDirectory() as folder:
-        results = {"speed": speed(args, Path(folder))}
+        results = {"speed": last_result("quantize_int8", False).get("results", {}).get("speed") if args.skip_speed
+                   else speed(args, Path(folder))}
         torch.set_num_threads(os.cpu_count() or 1)
         if not args.skip_quality:
             results["quality"] = quality(Path(folder))
@@ -153,11 +157,12 @@ def main() -> int:
         "protocol": (f"genloom quantize (int8 weights per output row, dynamic int8 activations, fbgemm kernels); speed: "
                      f"lm_speed model, greedy {args.new_tokens} new tokens after 16, batch 1 and 32, 1 thread and all "
                      f"cores, median of {args.repeats}, engines taking turns; quality: Shakespeare GPT validation loss "
-                     "(last 10 %, windows of 256), Multi30k test_2016_flickr BLEU with beam 5"),
+                     "(last 10 %, windows of the context), Multi30k test_2016_flickr BLEU with beam 5"),
         "results": results, "published": {},
         "target": {"quality": "<= 1 % relative validation-loss increase (Shakespeare GPT); <= 0.5 BLEU lost "
                               "(Multi30k Transformer)"}})
-    print(f"size: model.safetensors {results['speed']['size_ratio']:.2f}x of float32")
+    if results["speed"]:
+        print(f"size: model.safetensors {results['speed']['size_ratio']:.2f}x of float32")
     print(f"written: {path}")
     return 0
 

@@ -132,9 +132,12 @@ class GPT(nn.Module):
         context = self.config.context_length
         window = torch.cat([state["window"], tokens], dim=1)[:, -context:]  # (B, ≤ context)
         if state["offset"] + tokens.size(1) <= context:
+            plan = None
             if (tokens.size(1) == 1 and state["offset"] > 0 and state["start"] is None and not self.training
-                    and not torch.is_grad_enabled() and self.decode_plan(tokens.size(0)) is not None):
-                last, caches = self._decode_one(tokens[:, 0], state["caches"], state["offset"])
+                    and not torch.is_grad_enabled()):
+                plan = self.decode_plan(tokens.size(0))
+            if plan is not None:
+                last, caches = self._decode_one(plan, tokens[:, 0], state["caches"], state["offset"])
             else:
                 logits, caches = self(tokens, state["caches"], state["offset"], state["start"])
                 last = logits[:, -1]
@@ -147,8 +150,9 @@ class GPT(nn.Module):
 
     def decode_plan(self, rows: int = 1) -> tuple[list[LayerPlan], Callable[[Tensor], Tensor]] | None:
         """The blocks and the output layer prepared for one-token steps (``LayerPlan``), built on first use and
-        again whenever a parameter has changed (an optimizer step, ``load_state_dict``, a move to another device) or
-        the batch changes between one row and several (their matrices are packed differently, ``nn.packed``).
+        again whenever a parameter has changed (an optimizer step, ``load_state_dict``, a move to another device), or
+        the batch changes between one row and several, or the thread count changes (matrices are packed for these,
+        ``nn.packed``).
         None when a weight is a tensor subclass (torchao's int8 and such): the modules run their own kernels."""
         if self._plan is not None:
             parameters, built, plan = self._plan
@@ -162,14 +166,15 @@ class GPT(nn.Module):
         return plan
 
     def _plan_key(self, parameters: list[nn.Parameter], rows: int) -> tuple:
-        """What a ``decode_plan`` was built from: the weights' storage and versions, and one row or several."""
+        """What a ``decode_plan`` was built from: the weights' storage and versions, one row or several, the threads,
+        and whether the output layer is float or int8."""
         return (self.embed.weight.data_ptr(), sum(p._version for p in parameters), rows == 1,
-                type(self.output))  # float, or int8 after nn.quantized.quantize_linears
+                torch.get_num_threads(), type(self.output))  # packings differ by rows and threads (nn.packed)
 
-    def _decode_one(self, tokens: Tensor, caches: list, offset: int) -> tuple[Tensor, list]:
+    def _decode_one(self, plan: tuple, tokens: Tensor, caches: list, offset: int) -> tuple[Tensor, list]:
         """tokens (B,) at position ``offset`` after filled caches → (B, V) logits and the caches: what ``forward``
         computes for one new token, through the ``decode_plan``."""
-        layers, output = self.decode_plan(tokens.size(0))
+        layers, output = plan
         x = self.embed.weight[tokens] + self.positions.weight[offset]  # (B, C)
         new_caches = []
         for plan, cache in zip(layers, caches):
