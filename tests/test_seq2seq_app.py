@@ -2,17 +2,10 @@
 attention plot), summarize, evaluate."""
 
 import json
-import subprocess
-import sys
 
 import yaml
 
 from genloom.apps.toy_dates import pairs
-
-
-def run_cli(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "genloom", *map(str, args)], capture_output=True, text=True,
-                          input=stdin)
 
 
 def write_tsv(path, rows):
@@ -30,7 +23,7 @@ def test_train_translate_plot_evaluate(tmp_path, cli):
         "train": {"max_steps": 8, "batch_size": 32, "lr": 0.01, "eval_every": 4, "log_every": 2, "device": "cpu"},
     }
     (tmp_path / "recipe.yaml").write_text("# toy dates\n" + yaml.safe_dump(recipe), encoding="utf-8")
-    result = run_cli("train", tmp_path / "recipe.yaml")
+    result = cli("train", tmp_path / "recipe.yaml")
     assert result.returncode == 0, result.stderr
 
     inputs = "March 5, 2021\n12.11.1999\n"

@@ -17,24 +17,26 @@ def train_losses(run_dir):
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    """For both batchings; the two torchrun launches run at the same time (each spends most of its time importing)."""
-    launches = {}
+    """For both batchings, in one torchrun launch: each worker runs ``genloom train`` (the CLI's ``main``) on the
+    two recipes in turn, as ``torchrun -m genloom train`` would one after the other, with one start-up."""
+    recipes = []
     for batching in ("stream", "sentences"):
         folder = tmp_path / batching
         recipe = tiny_recipe(folder, max_steps=6, eval_every=3, batch_size=8, bptt=6, log_every=1, lr=0.02)
         recipe["data"]["batching"] = batching
         double = dict(recipe, out_dir=str(folder / "double"))
         (folder / "recipe.yaml").write_text("# two processes\n" + yaml.safe_dump(double), encoding="utf-8")
-        launches[batching] = subprocess.Popen(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-             "-m", "genloom", "train", str(folder / "recipe.yaml")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        recipes.append(str(folder / "recipe.yaml"))
         genloom.train(dict(recipe, out_dir=str(folder / "single")))
-    for batching, launch in launches.items():
-        stdout, stderr = launch.communicate(timeout=300)
-        assert launch.returncode == 0, stderr[-3000:]
-        assert stdout.count("done:") == 1  # rank 0 alone reports
-
+    worker = tmp_path / "train_both.py"
+    worker.write_text("import sys\nfrom genloom.cli import main\n"
+                      "for recipe in sys.argv[1:]:\n    assert main(['train', recipe]) == 0\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker), *recipes],
+        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("done:") == 2  # rank 0 alone reports, once a recipe
+    for batching in ("stream", "sentences"):
         (single_train, single_valid), (double_train, double_valid) = (train_losses(tmp_path / batching / "single"),
                                                                       train_losses(tmp_path / batching / "double"))
         assert len(double_train) == 6, batching
