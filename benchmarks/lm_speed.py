@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import os
 import statistics
@@ -123,10 +124,10 @@ def ctranslate2_generate(generator_and_tokenizer, prompt: torch.Tensor, count: i
 
 
 @torch.no_grad()
-def generation_speeds(engines: dict, device, batch: int, new_tokens: int, repeats: int) -> tuple[dict, dict]:
-    """Tokens/s of each engine (the median of ``repeats`` runs, the engines taking turns, so that a slow minute of
-    a shared machine hits them all) and the tokens each generated."""
-    prompt = torch.randint(4, CONFIG.vocab_size, (batch, 16), device=device)
+def generation_speeds(engines: dict, device, prompt: torch.Tensor, new_tokens: int, repeats: int) -> tuple[dict, dict]:
+    """Tokens/s of each engine from ``prompt`` (B, 16) (the median of ``repeats`` runs, the engines taking turns, so
+    that a slow minute of a shared machine hits them all) and the tokens each generated."""
+    batch = prompt.size(0)
     for fn in engines.values():
         fn(prompt, 8)  # warm-up
     times: dict[str, list[float]] = {name: [] for name in engines}
@@ -177,28 +178,27 @@ def main() -> int:
         return out[:, prompt.size(1):].tolist()
 
     results: dict = {}
-    if not args.no_train:
-        torch.set_num_threads(cores)
-        training = {}
-        for name, model, forward in (("genloom", ours, ours_forward), ("transformers", theirs, theirs_forward)):
-            training[name] = round(training_speed(model, forward, device, steps, args.train_batch), 1)
-            model.eval()
-        training["ratio"] = round(training["genloom"] / training["transformers"], 3)
-        results["train_tokens_per_s"] = training
     generation: dict = {}
     identical = True
     with tempfile.TemporaryDirectory() as folder:
         for threads in sorted({1, cores}) if device.type == "cpu" else [None]:
             if threads is not None:
                 torch.set_num_threads(threads)
-            engines = {"genloom": ours_generate, "transformers": theirs_generate}
-            if device.type == "cpu":
-                for quantization, generator in ctranslate2_generators(ours, ("float32", "int8"), threads,
-                                                                       Path(folder)).items():
-                    engines[f"ctranslate2_{quantization}"] = functools.partial(ctranslate2_generate, generator)
-                ours.to(device)
             for batch in (1, 32):
-                speeds, tokens = generation_speeds(engines, device, batch, new_tokens, args.repeats)
+                prompt = torch.randint(4, CONFIG.vocab_size, (batch, 16), device=device)
+                speeds, tokens = generation_speeds({"genloom": ours_generate, "transformers": theirs_generate},
+                                                   device, prompt, new_tokens, args.repeats)
+                if device.type == "cpu":
+                    # CTranslate2 apart, its generators gone before torch runs again: its OpenMP threads and
+                    # torch's slow each other down on a few cores (genloom 70 → 48 tokens/s with one alive)
+                    generators = ctranslate2_generators(ours, ("float32", "int8"), threads, Path(folder))
+                    ours.to(device)
+                    peers = {f"ctranslate2_{q}": functools.partial(ctranslate2_generate, g) for q, g in generators.items()}
+                    more_speeds, more_tokens = generation_speeds(peers, device, prompt.cpu(), new_tokens, args.repeats)
+                    speeds.update(more_speeds)
+                    tokens.update(more_tokens)
+                    del generators, peers
+                    gc.collect()
                 for peer in ("transformers", "ctranslate2_float32"):
                     if peer in tokens and (difference := first_difference(tokens["genloom"], tokens[peer])):
                         identical = False
@@ -211,6 +211,15 @@ def main() -> int:
                 print(f"threads {threads}, batch {batch}: " + ", ".join(f"{k} {v:,}" for k, v in speeds.items()))
     results["generate_tokens_per_s"] = generation
     results["greedy_tokens_identical"] = identical
+    # training last: each model's optimizer moves its own weights, and the generation above compares equal ones
+    if not args.no_train:
+        torch.set_num_threads(cores)
+        training = {}
+        for name, model, forward in (("genloom", ours, ours_forward), ("transformers", theirs, theirs_forward)):
+            training[name] = round(training_speed(model, forward, device, steps, args.train_batch), 1)
+            model.eval()
+        training["ratio"] = round(training["genloom"] / training["transformers"], 3)
+        results["train_tokens_per_s"] = training
     if device.type == "cuda" and "train_tokens_per_s" in results:
         params = sum(p.numel() for p in ours.parameters())
         flops_per_token = 6 * params + 12 * CONFIG.num_layers * CONFIG.num_heads * (CONFIG.dim // CONFIG.num_heads) * 256
@@ -220,7 +229,8 @@ def main() -> int:
                 f"{args.train_batch}x256 tokens ({steps} timed steps after 2 warm-up, all cores); greedy generation "
                 f"of {new_tokens} new tokens after 16 (min_new_tokens = max_new_tokens), KV cache, batch 1 and 32, "
                 "with 1 thread and with all cores; CTranslate2 converted from genloom's own Hugging Face export; "
-                f"median of {args.repeats} runs, engines taking turns; greedy tokens compared with transformers and "
+                f"median of {args.repeats} runs, engines taking turns (CTranslate2's two after the torch engines, in "
+                "their own turn: two OpenMP runtimes in one process slow each other); greedy tokens compared with transformers and "
                 "CTranslate2 float32 (int8 is not expected to match)")
     if args.quick:
         protocol = "QUICK RUN (3 training steps, 64 new tokens): " + protocol

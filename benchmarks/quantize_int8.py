@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import gc
 import gzip
 import os
 import sys
@@ -61,11 +62,15 @@ def speed(args, folder: Path) -> dict:
     cores = os.cpu_count() or 1
     for threads in sorted({1, cores}):
         torch.set_num_threads(threads)
-        engines = {"genloom_float32": engine(ours), "genloom_int8": engine(int8)}
-        for quantization, generator in ctranslate2_generators(ours, ("float32", "int8"), threads, folder).items():
-            engines[f"ctranslate2_{quantization}"] = functools.partial(ctranslate2_generate, generator)
         for batch in (1, 32):
-            speeds, _ = generation_speeds(engines, torch.device("cpu"), batch, args.new_tokens, args.repeats)
+            prompt = torch.randint(4, CONFIG.vocab_size, (batch, 16))
+            speeds, _ = generation_speeds({"genloom_float32": engine(ours), "genloom_int8": engine(int8)},
+                                          torch.device("cpu"), prompt, args.new_tokens, args.repeats)
+            generators = ctranslate2_generators(ours, ("float32", "int8"), threads, folder)  # apart, as in lm_speed
+            peers = {f"ctranslate2_{q}": functools.partial(ctranslate2_generate, g) for q, g in generators.items()}
+            speeds.update(generation_speeds(peers, torch.device("cpu"), prompt, args.new_tokens, args.repeats)[0])
+            del generators, peers
+            gc.collect()
             speeds["int8/float32"] = round(speeds["genloom_int8"] / speeds["genloom_float32"], 3)
             if "ctranslate2_int8" in speeds:
                 speeds["genloom_int8/ctranslate2_int8"] = round(speeds["genloom_int8"] / speeds["ctranslate2_int8"], 3)
@@ -142,7 +147,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new-tokens", type=int, default=128, help="greedy tokens per row (default 128)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each engine (median)")
-    parser.add_argument("--skip-quality", action="store_true", help="speed and size only")
+    parser.add_argument("--skip-quality", action="store_true", help="speed and size only; keeps the last run's quality")
     parser.add_argument("--skip-speed", action="store_true", help="quality only; keeps the last run's speed figures")
     args = parser.parse_args()
     started = time.time()
@@ -150,8 +155,8 @@ def main() -> int:
         results = {"speed": last_result("quantize_int8", False).get("results", {}).get("speed") if args.skip_speed
                    else speed(args, Path(folder))}
         torch.set_num_threads(os.cpu_count() or 1)
-        if not args.skip_quality:
-            results["quality"] = quality(Path(folder))
+        results["quality"] = (last_result("quantize_int8", False).get("results", {}).get("quality")
+                              if args.skip_quality else quality(Path(folder)))
     path = write_result("quantize_int8", False, {
         "device": device_description("cpu"), "wall_s": round(time.time() - started, 1),
         "protocol": (f"genloom quantize (int8 weights per output row, dynamic int8 activations, fbgemm kernels); speed: "
