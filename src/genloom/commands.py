@@ -460,7 +460,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise UserError(f"--prompt-tokens + --new-tokens ({args.prompt_tokens + args.new_tokens}) pass the model's "
                         f"context of {limit} tokens.")
     with tqdm(total=len(batch_sizes), desc="profile", unit="batch size", disable=None, file=sys.stderr) as bar:
-        report = profile.profile(model, batch_sizes, args.new_tokens, args.prompt_tokens, progress=lambda row: bar.update())
+        report = profile.profile(model, batch_sizes, args.new_tokens, args.prompt_tokens,
+                                 progress=lambda row: bar.update())
     print(profile.table(report))
     if args.json:
         atomic_write(args.json, json.dumps(report, indent=2) + "\n")
@@ -483,6 +484,7 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "translate": cmd_trans
             "evaluate": cmd_evaluate, "config": cmd_config, "redact": cmd_redact, "bias": cmd_bias, "vae": cmd_vae,
             "fill-mask": cmd_fill_mask, "export": cmd_export, "validate": cmd_validate, "explain": cmd_explain,
             "reuse": cmd_reuse, "reuse-train": cmd_reuse_train, "demo": cmd_demo,
-            "profile": cmd_profile, "quantize": cmd_quantize}  # "serve" is genloom.serve.command's, loaded only for the server (cli.main)
+            "profile": cmd_profile, "quantize": cmd_quantize}
+# "serve" is genloom.serve.command's, loaded only for the server (cli.main)
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import genloom
+from genloom.apps.profile import model_size
 from genloom.decoding.generate import GenerationConfig, generate
 from genloom.models.gpt import GPTConfig, build
 from genloom.nn.quantized import Int8Linear, cat_int8, fbgemm_available, quantize_linears, quantize_weight
@@ -61,6 +62,10 @@ def test_a_quantized_checkpoint_is_smaller_and_every_command_loads_it(cli, reque
     assert "output" in config["quantization"]["layers"]
     float_model, int8_model = genloom.load(run, device="cpu"), genloom.load(tmp_path / "int8", device="cpu")
     assert isinstance(int8_model.model.output, Int8Linear)
+    (values, float_bytes), (int8_values, int8_bytes) = (model_size(m.model) for m in (float_model, int8_model))
+    tied = float_model.model.output.weight is float_model.model.embed.weight
+    assert int8_values == values + (float_model.model.output.weight.numel() if tied else 0)  # its own int8 copy
+    assert int8_bytes < float_bytes
     data = run.parent / "data" / "valid.txt"
     scores = [m.evaluate(str(data))["loss"] for m in (float_model, int8_model)]
     assert abs(scores[1] - scores[0]) < 0.02 * scores[0]

@@ -37,6 +37,14 @@ def size_on_disk(path: Path) -> tuple[int, int]:
     return sum(f.stat().st_size for f in weights), sum(f.stat().st_size for f in files)
 
 
+def model_size(model: torch.nn.Module) -> tuple[int, int]:
+    """The model's weights: how many values, and their bytes in memory. int8 layers (``nn.quantized``) keep their
+    weights as buffers, which count; a tensor shared by two layers (a tied embedding) counts once."""
+    tensors = {t.data_ptr(): t for t in model.parameters()}
+    tensors.update({t.data_ptr(): t for name, t in model.named_buffers() if name.endswith("weight_int8")})
+    return sum(t.numel() for t in tensors.values()), sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 def peak_rss_mb() -> float:
     """The process's peak resident memory so far, in MB (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -92,8 +100,7 @@ def measure(model: LoadedModel, batch: int, new_tokens: int, prompt_tokens: int,
 def profile(model: LoadedModel, batch_sizes: tuple[int, ...] = BATCH_SIZES, new_tokens: int = 64,
             prompt_tokens: int = 16, progress=None) -> dict[str, Any]:
     """Everything ``genloom profile`` reports, as a JSON-ready dict."""
-    parameters = sum(p.numel() for p in model.model.parameters())
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.model.parameters())
+    parameters, weight_bytes = model_size(model.model)
     config = model.model.config  # the family's config dataclass
     flops = None
     if model.family in FLOPS:
@@ -138,7 +145,8 @@ def table(report: dict[str, Any]) -> str:
                  f"{'peak MB':>10}")
     for row in report["batches"]:
         lines.append(f"{row['batch']:>6}{row['tokens_per_s']:>12,.1f}{row['latency_p50_ms']:>10.2f}"
-                     f"{row['latency_p99_ms']:>10.2f}{row['prefill_ms']:>12.1f}{row.get('gflop_per_s', float('nan')):>10.2f}"
+                     f"{row['latency_p99_ms']:>10.2f}{row['prefill_ms']:>12.1f}"
+                     f"{row.get('gflop_per_s', float('nan')):>10.2f}"
                      f"{row[memory]:>10,.0f}")
     return "\n".join(lines)
 

@@ -9,8 +9,8 @@ padded rows are never predicted), and a KV cache for incremental decoding.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +22,8 @@ from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import LossOutput, masked_cross_entropy
 from genloom.nn.state import join_caches, key_mask, row_positions, trim_caches
-from genloom.nn.transformer import FeedForward, LayerPlan, fused_linear, MultiHeadAttention, TransformerLayer, reorder_caches
+from genloom.nn.transformer import (FeedForward, LayerPlan, MultiHeadAttention, TransformerLayer, fused_linear,
+                                    reorder_caches)
 
 
 @dataclass
@@ -177,8 +178,8 @@ class GPT(nn.Module):
         layers, output = plan
         x = self.embed.weight[tokens] + self.positions.weight[offset]  # (B, C)
         new_caches = []
-        for plan, cache in zip(layers, caches):
-            x, self_cache = plan(x, cache["self"])
+        for layer, cache in zip(layers, caches):
+            x, self_cache = layer(x, cache["self"])
             new_caches.append({"self": self_cache, "cross": None})
         norm = self.norm
         x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)

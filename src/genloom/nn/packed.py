@@ -5,8 +5,9 @@ the weights stream from memory. The GEMM libraries read a weight they have reord
 than the plain row-major matrix: MKL's packed GEMM for a single row on one thread
 (``torch.ops.mkl._mkl_reorder_linear_weight``) and oneDNN's blocked layout otherwise
 (``torch.ops.mkldnn._reorder_linear_weight``), as ``torch.compile``'s CPU backend packs a frozen model. On the
-``benchmarks/lm_speed.py`` model the linear layers of a step take 1.2-1.4x less time (docs/compute.md). A packed copy is inference-only: it does not follow later changes of the weight, so its
-owner rebuilds it when the parameters change (``GPT.decode_plan``).
+``benchmarks/lm_speed.py`` model the linear layers of a step take 1.2-1.4x less time (docs/compute.md). A packed
+copy is inference-only: it does not follow later changes of the weight, so its owner rebuilds it when the parameters
+change (``GPT.decode_plan``).
 """
 
 from __future__ import annotations

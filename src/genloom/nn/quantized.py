@@ -78,7 +78,8 @@ class Int8Linear(nn.Module):
                 warnings.simplefilter("ignore", UserWarning)
                 weight = torch._make_per_channel_quantized_tensor(
                     self.weight_int8, self.scale.double(), torch.zeros(self.out_features, dtype=torch.long), 0)
-                packed = torch.ops.quantized.linear_prepack(weight, self.bias.detach() if self.bias is not None else None)
+                bias = self.bias.detach() if self.bias is not None else None
+                packed = torch.ops.quantized.linear_prepack(weight, bias)
             self._packed = (source, packed)
         return self._packed[1]
 
