@@ -123,6 +123,15 @@ def check_writable_folder(path: str | Path, option: str | None = None) -> Path:
     return path
 
 
+def check_new_folder(path: str | Path, action: str) -> Path:
+    """A folder to write a new checkpoint into: not a file, and absent or empty, so nothing is overwritten;
+    ``action`` names what the user asked for ("export", "quantize")."""
+    path = check_writable_folder(path)
+    if path.exists() and any(path.iterdir()):
+        raise UserError(f"{path} is not empty; {action} into a new folder so nothing is overwritten.")
+    return path
+
+
 def _check_parents(path: Path, named: str) -> None:
     """The nearest existing parent of ``path`` must be a folder."""
     for parent in path.parents:

@@ -75,4 +75,4 @@ def test_a_quantized_checkpoint_is_smaller_and_every_command_loads_it(cli, reque
     again = cli("quantize", tmp_path / "int8", tmp_path / "twice")
     assert again.returncode == 2 and "already quantized" in again.stderr
     taken = cli("quantize", run, tmp_path / "int8")
-    assert taken.returncode == 2 and "not an empty folder" in taken.stderr
+    assert taken.returncode == 2 and "is not empty; quantize into a new folder" in taken.stderr

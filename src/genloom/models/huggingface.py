@@ -13,7 +13,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers
 from torch import Tensor, nn
 
-from genloom.checkpoint import (atomic_write, check_writable_folder, load_tensors, read_json, save_tensors,
+from genloom.checkpoint import (atomic_write, check_new_folder, load_tensors, read_json, save_tensors,
                                 write_json)
 from genloom.config import to_dict
 from genloom.data.tokenizers import Tokenizer
@@ -259,9 +259,7 @@ def minilm_path() -> Path:
 
 def export_gpt2(model: GPT, tokenizer: Tokenizer, out_dir: str | Path) -> Path:
     """Write a genloom GPT as a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json)."""
-    out_dir = check_writable_folder(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UserError(f"{out_dir} is not empty; export into a new folder so nothing is overwritten.")
+    out_dir = check_new_folder(out_dir, "export")
     write_json(out_dir / "config.json", gpt_config_to_hf(model.config, tokenizer.bos_id, tokenizer.eos_id))
     save_tensors(out_dir / "model.safetensors", gpt_state_to_hf(model), metadata={"format": "pt"})
     atomic_write(out_dir / "tokenizer.json", tokenizer.hf.to_str())

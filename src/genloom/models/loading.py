@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from genloom.checkpoint import atomic_write, load_tensors, read_checkpoint_config, save_tensors, write_json
+from genloom.checkpoint import (atomic_write, check_new_folder, load_tensors, read_checkpoint_config, save_tensors,
+                                write_json)
 from genloom.config import from_dict
 from genloom.data.tokenizers import Tokenizer
 from genloom.device import resolve_device
@@ -62,8 +63,8 @@ def load_checkpoint(path: str | Path, device: str | None = None, family: str | N
             raise UserError(f"{path} holds an unknown model family '{config['family']}'; known: {', '.join(FAMILIES)}.")
         tokenizer = Tokenizer.load(path)
         model = module.build(from_dict(module.CONFIG, config["model"], "model"))
-        if "quantization" in config:  # genloom quantize: these layers hold int8 weights
-            quantize_linears(model, config["quantization"]["layers"])
+        if "quantization" in config:  # genloom quantize: these layers hold int8 weights, filled by the load below
+            quantize_linears(model, config["quantization"]["layers"], empty=True)
         weights = load_tensors(path / "model.safetensors")
         try:
             model.load_state_dict(weights, strict=True)
@@ -95,13 +96,11 @@ def quantize_checkpoint(path: str | Path, out_dir: str | Path) -> dict[str, Any]
     """Write ``path``'s model with int8 linear layers (``nn.quantized``) as a new genloom checkpoint in ``out_dir``:
     config.json (with a ``quantization`` entry naming the layers), model.safetensors and the tokenizer files.
     Returns the ``quantization`` entry. Every command loads the result as it loads the original."""
+    out_dir = check_new_folder(out_dir, "quantize")
     source = load_checkpoint(path, device="cpu")
     if source.config.get("source") == "huggingface" or "quantization" in source.config:
         what = "a Hugging Face folder" if "quantization" not in source.config else "already quantized"
         raise UserError(f"{path} is {what}; quantize a genloom run folder that holds float32 weights.")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"{out_dir} is not an empty folder; quantize into a new folder so nothing is overwritten.")
     layers = quantize_linears(source.model)
     if not layers:
         raise UserError(f"the {source.family} model in {path} has no linear layers to quantize.")

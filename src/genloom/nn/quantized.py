@@ -99,14 +99,17 @@ def cat_int8(layers: list[Int8Linear]) -> Int8Linear:
     return fused
 
 
-def quantize_linears(model: nn.Module, names: list[str] | None = None) -> list[str]:
+def quantize_linears(model: nn.Module, names: list[str] | None = None, empty: bool = False) -> list[str]:
     """Swap ``model``'s ``nn.Linear`` layers (those named in ``names``, or all) for ``Int8Linear`` in place; returns
     the names swapped. Layers sharing a weight (an output layer tied to an embedding) get their own int8 copy, and
-    the embedding stays float32."""
+    the embedding stays float32. ``empty``: layers of the same shapes, not yet holding weights (for a checkpoint's
+    weights to load into), so that the float weights are not quantized for nothing."""
     swapped = []
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear) and (names is None or name in names):
             parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, child, Int8Linear.from_linear(module))
+            layer = (Int8Linear(module.in_features, module.out_features, module.bias is not None)
+                     .to(module.weight.device) if empty else Int8Linear.from_linear(module))
+            setattr(model.get_submodule(parent) if parent else model, child, layer)
             swapped.append(name)
     return swapped
