@@ -123,6 +123,15 @@ def ctranslate2_generate(generator_and_tokenizer, prompt: torch.Tensor, count: i
     return [r.sequences_ids[0] for r in results]
 
 
+def genloom_generator(model):
+    """(prompt (B, 16), count) → the B rows of ``count`` greedy tokens, through genloom's decoding engine."""
+    def run(prompt: torch.Tensor, count: int) -> list[list[int]]:
+        cfg = GenerationConfig(max_new_tokens=count, min_new_tokens=count)
+        steps = list(generate(model, prompt.tolist(), cfg, eos_id=2, max_context=CONFIG.context_length))
+        return torch.stack([s.tokens for s in steps], 1).tolist()
+    return run
+
+
 @torch.no_grad()
 def generation_speeds(engines: dict, device, prompt: torch.Tensor, new_tokens: int, repeats: int) -> tuple[dict, dict]:
     """Tokens/s of each engine from ``prompt`` (B, 16) (the median of ``repeats`` runs, the engines taking turns, so
@@ -167,10 +176,7 @@ def main() -> int:
     new_tokens = 64 if args.quick else 256
     cores = os.cpu_count() or 1
 
-    def ours_generate(prompt, count):
-        cfg = GenerationConfig(max_new_tokens=count, min_new_tokens=count)
-        steps = list(generate(ours, prompt.tolist(), cfg, eos_id=2, max_context=CONFIG.context_length))
-        return torch.stack([s.tokens for s in steps], 1).tolist()
+    ours_generate = genloom_generator(ours)
 
     def theirs_generate(prompt, count):
         out = theirs.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=count,

@@ -20,6 +20,7 @@ import copy
 import functools
 import gc
 import gzip
+import json
 import os
 import sys
 import tempfile
@@ -28,24 +29,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, device_description, last_result, write_result  # noqa: E402
-from lm_speed import CONFIG, build_pair, ctranslate2_generate, ctranslate2_generators, generation_speeds  # noqa: E402
+from lm_speed import (CONFIG, build_pair, ctranslate2_generate, ctranslate2_generators, genloom_generator,  # noqa: E402
+                      generation_speeds)
 
 import torch  # noqa: E402
 
 import genloom  # noqa: E402
 from genloom.checkpoint import save_tensors  # noqa: E402
 from genloom.data.readers import read_parallel  # noqa: E402
-from genloom.decoding.generate import GenerationConfig, generate  # noqa: E402
 from genloom.models.loading import quantize_checkpoint  # noqa: E402
 from genloom.nn.quantized import quantize_linears  # noqa: E402
-
-
-def engine(model):
-    def run(prompt, count):
-        cfg = GenerationConfig(max_new_tokens=count, min_new_tokens=count)
-        steps = list(generate(model, prompt.tolist(), cfg, eos_id=2, max_context=CONFIG.context_length))
-        return torch.stack([s.tokens for s in steps], 1).tolist()
-    return run
 
 
 def speed(args, folder: Path) -> dict:
@@ -64,7 +57,7 @@ def speed(args, folder: Path) -> dict:
         torch.set_num_threads(threads)
         for batch in (1, 32):
             prompt = torch.randint(4, CONFIG.vocab_size, (batch, 16))
-            speeds, _ = generation_speeds({"genloom_float32": engine(ours), "genloom_int8": engine(int8)},
+            speeds, _ = generation_speeds({"genloom_float32": genloom_generator(ours), "genloom_int8": genloom_generator(int8)},
                                           torch.device("cpu"), prompt, args.new_tokens, args.repeats)
             generators = ctranslate2_generators(ours, ("float32", "int8"), threads, folder)  # apart, as in lm_speed
             peers = {f"ctranslate2_{q}": functools.partial(ctranslate2_generate, g) for q, g in generators.items()}
@@ -136,8 +129,6 @@ def quality(folder: Path) -> dict:
 
 
 def _last_valid_loss(run: Path) -> float | None:
-    import json
-
     losses = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     valid = [r["loss"] for r in losses if r.get("split") == "valid"]
     return round(min(valid), 4) if valid else None
