@@ -1,21 +1,26 @@
 """Paraphrase identification on the Microsoft Research Paraphrase Corpus with genloom reuse's measures.
 
-    python benchmarks/reuse_msrp.py [--encoder minilm]
+    python benchmarks/reuse_msrp.py [--encoder minilm] [--finetune-seeds 4] [--workers 2]
 
 For each single measure of ``genloom reuse`` (word n-gram containment n = 1..5 and the LCS ratio, each taken
 symmetric as the mean of both directions; winnowing coverage; the encoder's cosine) the threshold that gives the
 best training accuracy is applied to the 1,725 test pairs. The combined classifier is ``genloom reuse-train``'s
 logistic regression over the features of both directions, fitted on the 4,076 training pairs; a second combined
 classifier adds the encoder's pair features as SentEval does ([|u − v|, u ⊙ v], Conneau et al. 2017). Last, the
-encoder fine-tuned on the training pairs as a cross-encoder (``[CLS] a [SEP] b [SEP]`` with token types, the mean of
-the last states → a linear layer; AdamW, lr 2e-5, batch 16, 10 % warm-up then linear decay, ``--finetune-epochs``;
-nothing chosen on test). Accuracy and F1 of the paraphrase class on test; published figures on the same split.
+encoder fine-tuned as a cross-encoder (``[CLS] a [SEP] b [SEP]`` with token types, the mean of the last states → a
+linear layer): a seeded 10 % of the training pairs is held out (dev) and the rest fine-tunes ``--finetune-seeds``
+cross-encoders (AdamW, lr 5e-5, batch 16, 4 epochs, 10 % warm-up then linear decay; each pair in a random order of
+its texts, scored as the mean of both orders), whose mean log-odds decide. The learning rate and epochs come from
+one run's dev accuracy by epoch (docs/reuse.md); nothing was chosen on test. Accuracy and F1 of the paraphrase class on test; published figures on the same split.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,15 +114,18 @@ def pair_batch(model, pairs: list[tuple[str, str]], limit: int = 64) -> tuple[to
     return tokens, mask, segments
 
 
-def finetune(encoder_name: str, train_pairs, train_y, test_pairs, epochs: int, seed: int = 0) -> np.ndarray:
-    """Fine-tune the encoder as a cross-encoder on the training pairs; returns the test predictions."""
+def finetune(encoder_name: str, train_pairs, train_y, evaluated: dict[str, list], epochs: int, lr: float,
+             seed: int) -> dict[str, np.ndarray]:
+    """Fine-tune the encoder as a cross-encoder on the training pairs, each pair shown in a random order of its two
+    texts (paraphrase is symmetric); returns, for each set of ``evaluated`` pairs, the paraphrase probabilities,
+    the mean of both orders."""
     import genloom
 
     torch.manual_seed(seed)
     model = genloom.load(encoder_name, device="cpu")
     net = CrossEncoder(model.model)
     batch, steps = 16, epochs * ((len(train_pairs) + 15) // 16)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-5, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
     warmup = steps // 10
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup)))
@@ -128,31 +136,101 @@ def finetune(encoder_name: str, train_pairs, train_y, test_pairs, epochs: int, s
         order = rng.permutation(len(train_pairs))
         for start in range(0, len(order), batch):
             chosen = order[start:start + batch]
-            tokens, mask, segments = pair_batch(model, [train_pairs[i] for i in chosen])
-            loss = torch.nn.functional.cross_entropy(net(tokens, mask, segments), torch.tensor(train_y[chosen]))
+            pairs = [train_pairs[i][::-1] if rng.random() < 0.5 else train_pairs[i] for i in chosen]
+            loss = torch.nn.functional.cross_entropy(net(*pair_batch(model, pairs)), torch.tensor(train_y[chosen]))
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
             schedule.step()
             step += 1
-            if step % 50 == 0:
-                print(f"fine-tune step {step}/{steps}, loss {loss.item():.3f}, {time.time() - started:.0f} s",
-                      flush=True)
+            if step % 100 == 0:
+                print(f"seed {seed}: step {step}/{steps}, loss {loss.item():.3f}, {time.time() - started:.0f} s",
+                      file=sys.stderr, flush=True)
     net.eval()
-    predicted = []
-    with torch.no_grad():
-        for start in range(0, len(test_pairs), 64):
-            predicted.append(net(*pair_batch(model, test_pairs[start:start + 64])).argmax(1).numpy())
-    return np.concatenate(predicted)
+
+    @torch.no_grad()
+    def probabilities(pairs: list[tuple[str, str]]) -> np.ndarray:
+        out = [torch.softmax(net(*pair_batch(model, pairs[s:s + 64])), 1)[:, 1] for s in range(0, len(pairs), 64)]
+        return torch.cat(out).numpy()
+
+    return {name: (probabilities(pairs) + probabilities([(b, a) for a, b in pairs])) / 2
+            for name, pairs in evaluated.items()}
+
+
+def held_out(count: int, share: float = 0.1, seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
+    """(fine-tuning rows, development rows) of the training pairs: a seeded 10 % held out to choose settings on."""
+    order = np.random.default_rng(seed).permutation(count)
+    cut = int(round(share * count))
+    return np.sort(order[cut:]), np.sort(order[:cut])
+
+
+def finetuned_ensemble(args, train_pairs, train_y, test_pairs, test_y) -> dict:
+    """Cross-encoders fine-tuned with ``--finetune-seeds`` seeds (each in its own process, ``--workers`` at once)
+    on 90 % of the training pairs; their mean log-odds decide. Scores on the held-out 10 % and on test."""
+    tune, dev = held_out(len(train_pairs))
+    seeds = list(range(args.finetune_seeds))
+    workers = max(1, min(args.workers, len(seeds)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as folder:
+        running, done = [], []
+        for seed in seeds + [None] * workers:
+            while running and (len(running) >= workers or seed is None):
+                process, out = running.pop(0)
+                if process.wait() != 0:
+                    sys.exit(f"fine-tuning worker {out.stem} failed (exit {process.returncode})")
+                done.append(dict(np.load(out)))
+            if seed is not None:
+                out = Path(folder) / f"seed{seed}.npz"
+                command = [sys.executable, __file__, "--finetune-worker", str(seed), "--worker-out", str(out),
+                           "--threads", str(threads), "--encoder", args.encoder,
+                           "--finetune-epochs", str(args.finetune_epochs), "--finetune-lr", str(args.finetune_lr)]
+                running.append((subprocess.Popen(command), out))
+    dev_y = train_y[dev]
+    per_seed = {str(seed): {"dev": scores((d["dev"] >= 0.5).astype(int), dev_y),
+                            "test": scores((d["test"] >= 0.5).astype(int), test_y)} for seed, d in zip(seeds, done)}
+
+    def log_odds(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return np.log(p / (1 - p))
+
+    dev_votes = np.mean([log_odds(d["dev"]) for d in done], 0)
+    test_votes = np.mean([log_odds(d["test"]) for d in done], 0)
+    return {**scores((test_votes >= 0).astype(int), test_y),
+            "dev": scores((dev_votes >= 0).astype(int), dev_y), "seeds": per_seed,
+            "epochs": args.finetune_epochs, "lr": args.finetune_lr, "fine_tuning_pairs": len(tune),
+            "dev_pairs": len(dev), "seconds": round(time.time() - started, 1)}
+
+
+def finetune_worker(args) -> None:
+    """One seed's fine-tuning (a process of ``finetuned_ensemble``): probabilities on dev and test to a .npz."""
+    torch.set_num_threads(args.threads)
+    folder = require_data("msrp")
+    train_pairs, train_y = read_pairs(folder / "msr_paraphrase_train.txt")
+    test_pairs, _ = read_pairs(folder / "msr_paraphrase_test.txt")
+    tune, dev = held_out(len(train_pairs))
+    out = finetune(args.encoder, [train_pairs[i] for i in tune], train_y[tune],
+                   {"dev": [train_pairs[i] for i in dev], "test": test_pairs},
+                   args.finetune_epochs, args.finetune_lr, args.finetune_worker)
+    np.savez(args.worker_out, **out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--encoder", default="minilm", help="minilm, a BERT/VAE checkpoint, or none")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--finetune-epochs", type=int, default=3, help="0: no fine-tuned cross-encoder")
+    parser.add_argument("--finetune-seeds", type=int, default=4, help="cross-encoders in the ensemble (0: none)")
+    parser.add_argument("--finetune-epochs", type=int, default=4)
+    parser.add_argument("--finetune-lr", type=float, default=5e-5)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="seeds fine-tuned at once")
+    parser.add_argument("--finetune-worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.finetune_worker is not None:
+        finetune_worker(args)
+        return
     started = time.time()
     folder = require_data("msrp")
     train_pairs, train_y = read_pairs(folder / "msr_paraphrase_train.txt")
@@ -190,12 +268,9 @@ def main() -> None:
         predicted = regression.predict(scaler.transform(x_test))
         results["combined_with_senteval_features"] = {**scores(predicted, test_y), "features": x_train.shape[1],
                                                       "c": best[0], "train_cv_accuracy": round(100 * best[1], 1)}
-    if args.finetune_epochs and args.encoder != "none":
-        tuned = time.time()
-        predicted = finetune(args.encoder, train_pairs, train_y, test_pairs, args.finetune_epochs)
-        results[f"{args.encoder}_finetuned_cross_encoder"] = {**scores(predicted, test_y),
-                                                              "epochs": args.finetune_epochs,
-                                                              "seconds": round(time.time() - tuned, 1)}
+    if args.finetune_seeds and args.encoder != "none":
+        results[f"{args.encoder}_finetuned_cross_encoders"] = finetuned_ensemble(args, train_pairs, train_y,
+                                                                               test_pairs, test_y)
     print(f"{'measure':<34} {'accuracy':>8} {'F1':>6}")
     for name, figures in results.items():
         print(f"{name:<34} {figures['accuracy']:>8.1f} {figures['f1']:>6.1f}")
