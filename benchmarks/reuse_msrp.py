@@ -11,7 +11,8 @@ encoder fine-tuned as a cross-encoder (``[CLS] a [SEP] b [SEP]`` with token type
 linear layer): a seeded 10 % of the training pairs is held out (dev) and the rest fine-tunes ``--finetune-seeds``
 cross-encoders (AdamW, lr 5e-5, batch 16, 4 epochs, 10 % warm-up then linear decay; each pair in a random order of
 its texts, scored as the mean of both orders), whose mean log-odds decide. The learning rate and epochs come from
-one run's dev accuracy by epoch (docs/reuse.md); nothing was chosen on test. Accuracy and F1 of the paraphrase class on test; published figures on the same split.
+one run's dev accuracy by epoch (docs/reuse.md); nothing was chosen on test. Accuracy and F1 of the paraphrase
+class on test; published figures on the same split.
 """
 
 from __future__ import annotations
@@ -173,30 +174,33 @@ def finetuned_ensemble(args, train_pairs, train_y, test_pairs, test_y) -> dict:
     workers = max(1, min(args.workers, len(seeds)))
     threads = max(1, (os.cpu_count() or 1) // workers)
     started = time.time()
+    done: dict[int, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        running, done = [], []
-        for seed in seeds + [None] * workers:
-            while running and (len(running) >= workers or seed is None):
-                process, out = running.pop(0)
-                if process.wait() != 0:
-                    sys.exit(f"fine-tuning worker {out.stem} failed (exit {process.returncode})")
-                done.append(dict(np.load(out)))
-            if seed is not None:
+        waiting, running = list(seeds), []
+        while waiting or running:
+            while waiting and len(running) < workers:
+                seed = waiting.pop(0)
                 out = Path(folder) / f"seed{seed}.npz"
                 command = [sys.executable, __file__, "--finetune-worker", str(seed), "--worker-out", str(out),
                            "--threads", str(threads), "--encoder", args.encoder,
                            "--finetune-epochs", str(args.finetune_epochs), "--finetune-lr", str(args.finetune_lr)]
-                running.append((subprocess.Popen(command), out))
+                running.append((seed, subprocess.Popen(command), out))
+            seed, process, out = running.pop(0)
+            if process.wait() != 0:
+                for _, other, _ in running:
+                    other.kill()
+                sys.exit(f"the fine-tuning worker of seed {seed} failed (exit status {process.returncode})")
+            done[seed] = dict(np.load(out))
     dev_y = train_y[dev]
     per_seed = {str(seed): {"dev": scores((d["dev"] >= 0.5).astype(int), dev_y),
-                            "test": scores((d["test"] >= 0.5).astype(int), test_y)} for seed, d in zip(seeds, done)}
+                            "test": scores((d["test"] >= 0.5).astype(int), test_y)} for seed, d in done.items()}
 
     def log_odds(p: np.ndarray) -> np.ndarray:
         p = np.clip(p, 1e-6, 1 - 1e-6)
         return np.log(p / (1 - p))
 
-    dev_votes = np.mean([log_odds(d["dev"]) for d in done], 0)
-    test_votes = np.mean([log_odds(d["test"]) for d in done], 0)
+    dev_votes = np.mean([log_odds(d["dev"]) for d in done.values()], 0)
+    test_votes = np.mean([log_odds(d["test"]) for d in done.values()], 0)
     return {**scores((test_votes >= 0).astype(int), test_y),
             "dev": scores((dev_votes >= 0).astype(int), dev_y), "seeds": per_seed,
             "epochs": args.finetune_epochs, "lr": args.finetune_lr, "fine_tuning_pairs": len(tune),
