@@ -123,6 +123,21 @@ def ctranslate2_generate(generator_and_tokenizer, prompt: torch.Tensor, count: i
     return [r.sequences_ids[0] for r in results]
 
 
+def ctranslate2_speeds(model, threads: int, folder: Path, prompt: torch.Tensor, new_tokens: int,
+                       repeats: int) -> tuple[dict, dict]:
+    """``generation_speeds`` of CTranslate2 float32 and int8 holding ``model``'s weights (both empty when the package
+    is absent), in a turn of their own: the generators are gone before torch runs again, since CTranslate2's OpenMP
+    threads and torch's slow each other down on a few cores (genloom 70 → 48 tokens/s with one alive)."""
+    device = next(model.parameters()).device
+    generators = ctranslate2_generators(model, ("float32", "int8"), threads, folder)
+    model.to(device)  # the export went through the CPU
+    peers = {f"ctranslate2_{q}": functools.partial(ctranslate2_generate, g) for q, g in generators.items()}
+    speeds, tokens = generation_speeds(peers, torch.device("cpu"), prompt.cpu(), new_tokens, repeats)
+    del generators, peers
+    gc.collect()
+    return speeds, tokens
+
+
 def genloom_generator(model):
     """(prompt (B, 16), count) → the B rows of ``count`` greedy tokens, through genloom's decoding engine."""
     def run(prompt: torch.Tensor, count: int) -> list[list[int]]:
@@ -133,7 +148,8 @@ def genloom_generator(model):
 
 
 @torch.no_grad()
-def generation_speeds(engines: dict, device, prompt: torch.Tensor, new_tokens: int, repeats: int) -> tuple[dict, dict]:
+def generation_speeds(engines: dict, device, prompt: torch.Tensor, new_tokens: int,
+                      repeats: int) -> tuple[dict, dict]:
     """Tokens/s of each engine from ``prompt`` (B, 16) (the median of ``repeats`` runs, the engines taking turns, so
     that a slow minute of a shared machine hits them all) and the tokens each generated."""
     batch = prompt.size(0)
@@ -195,16 +211,10 @@ def main() -> int:
                 speeds, tokens = generation_speeds({"genloom": ours_generate, "transformers": theirs_generate},
                                                    device, prompt, new_tokens, args.repeats)
                 if device.type == "cpu":
-                    # CTranslate2 apart, its generators gone before torch runs again: its OpenMP threads and
-                    # torch's slow each other down on a few cores (genloom 70 → 48 tokens/s with one alive)
-                    generators = ctranslate2_generators(ours, ("float32", "int8"), threads, Path(folder))
-                    ours.to(device)
-                    peers = {f"ctranslate2_{q}": functools.partial(ctranslate2_generate, g) for q, g in generators.items()}
-                    more_speeds, more_tokens = generation_speeds(peers, device, prompt.cpu(), new_tokens, args.repeats)
+                    more_speeds, more_tokens = ctranslate2_speeds(ours, threads, Path(folder), prompt, new_tokens,
+                                                                  args.repeats)
                     speeds.update(more_speeds)
                     tokens.update(more_tokens)
-                    del generators, peers
-                    gc.collect()
                 for peer in ("transformers", "ctranslate2_float32"):
                     if peer in tokens and (difference := first_difference(tokens["genloom"], tokens[peer])):
                         identical = False
@@ -236,8 +246,8 @@ def main() -> int:
                 f"of {new_tokens} new tokens after 16 (min_new_tokens = max_new_tokens), KV cache, batch 1 and 32, "
                 "with 1 thread and with all cores; CTranslate2 converted from genloom's own Hugging Face export; "
                 f"median of {args.repeats} runs, engines taking turns (CTranslate2's two after the torch engines, in "
-                "their own turn: two OpenMP runtimes in one process slow each other); greedy tokens compared with transformers and "
-                "CTranslate2 float32 (int8 is not expected to match)")
+                "their own turn: two OpenMP runtimes in one process slow each other); greedy tokens compared with "
+                "transformers and CTranslate2 float32 (int8 is not expected to match)")
     if args.quick:
         protocol = "QUICK RUN (3 training steps, 64 new tokens): " + protocol
     # CPU and GPU figures are kept side by side: lm_speed.json and lm_speed_cuda.json.

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import functools
-import gc
 import gzip
 import json
 import os
@@ -29,8 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, device_description, last_result, write_result  # noqa: E402
-from lm_speed import (CONFIG, build_pair, ctranslate2_generate, ctranslate2_generators, genloom_generator,  # noqa: E402
-                      generation_speeds)
+from lm_speed import CONFIG, build_pair, ctranslate2_speeds, genloom_generator, generation_speeds  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -57,13 +54,9 @@ def speed(args, folder: Path) -> dict:
         torch.set_num_threads(threads)
         for batch in (1, 32):
             prompt = torch.randint(4, CONFIG.vocab_size, (batch, 16))
-            speeds, _ = generation_speeds({"genloom_float32": genloom_generator(ours), "genloom_int8": genloom_generator(int8)},
-                                          torch.device("cpu"), prompt, args.new_tokens, args.repeats)
-            generators = ctranslate2_generators(ours, ("float32", "int8"), threads, folder)  # apart, as in lm_speed
-            peers = {f"ctranslate2_{q}": functools.partial(ctranslate2_generate, g) for q, g in generators.items()}
-            speeds.update(generation_speeds(peers, torch.device("cpu"), prompt, args.new_tokens, args.repeats)[0])
-            del generators, peers
-            gc.collect()
+            engines = {"genloom_float32": genloom_generator(ours), "genloom_int8": genloom_generator(int8)}
+            speeds, _ = generation_speeds(engines, torch.device("cpu"), prompt, args.new_tokens, args.repeats)
+            speeds.update(ctranslate2_speeds(ours, threads, folder, prompt, args.new_tokens, args.repeats)[0])
             speeds["int8/float32"] = round(speeds["genloom_int8"] / speeds["genloom_float32"], 3)
             if "ctranslate2_int8" in speeds:
                 speeds["genloom_int8/ctranslate2_int8"] = round(speeds["genloom_int8"] / speeds["ctranslate2_int8"], 3)
@@ -138,16 +131,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--new-tokens", type=int, default=128, help="greedy tokens per row (default 128)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each engine (median)")
-    parser.add_argument("--skip-quality", action="store_true", help="speed and size only; keeps the last run's quality")
+    parser.add_argument("--skip-quality", action="store_true",
+                        help="speed and size only; keeps the last run's quality")
     parser.add_argument("--skip-speed", action="store_true", help="quality only; keeps the last run's speed figures")
     args = parser.parse_args()
     started = time.time()
+    earlier = last_result("quantize_int8", False).get("results", {})  # what a --skip-* option keeps
     with tempfile.TemporaryDirectory() as folder:
-        results = {"speed": last_result("quantize_int8", False).get("results", {}).get("speed") if args.skip_speed
-                   else speed(args, Path(folder))}
+        results = {"speed": earlier.get("speed") if args.skip_speed else speed(args, Path(folder))}
         torch.set_num_threads(os.cpu_count() or 1)
-        results["quality"] = (last_result("quantize_int8", False).get("results", {}).get("quality")
-                              if args.skip_quality else quality(Path(folder)))
+        results["quality"] = earlier.get("quality") if args.skip_quality else quality(Path(folder))
     path = write_result("quantize_int8", False, {
         "device": device_description("cpu"), "wall_s": round(time.time() - started, 1),
         "protocol": (f"genloom quantize (int8 weights per output row, dynamic int8 activations, fbgemm kernels); speed: "

@@ -199,7 +199,8 @@ class LayerPlan:
     """A pre-LayerNorm ``TransformerLayer`` without cross-attention (a GPT block) prepared for decoding steps of one
     token a row: its query, key and value projections fused into one matrix and every float matrix packed
     (``PackedLinear``; int8 layers keep their own kernel), so a step is one matrix product less and a few small
-    operations fewer than ``forward``, with the same cache. Inference only: built from the weights as they are (see ``GPT.decode_plan``)."""
+    operations fewer than ``forward``, with the same cache. Inference only: built from the weights as they are (see
+    ``GPT.decode_plan``)."""
 
     def __init__(self, layer: TransformerLayer, rows: int = 1):
         attention, feed_forward = layer.self_attention, layer.feed_forward
