@@ -54,7 +54,8 @@ def gpt_config_from_hf(hf: dict[str, Any]) -> GPTConfig:
             raise UserError(f"this GPT-2 config has {key}: {value} ({meaning}), which genloom's GPT does not compute; "
                             "it cannot be loaded exactly, so it is not loaded.")
     return GPTConfig(vocab_size=hf["vocab_size"], context_length=hf["n_positions"], dim=hf["n_embd"],
-                     num_layers=hf["n_layer"], num_heads=hf["n_head"], dropout=0.0, bias=True,
+                     num_layers=hf["n_layer"], num_heads=hf["n_head"], bias=True,
+                     dropout=float(hf.get("resid_pdrop", 0.1)),  # as Hugging Face trains it; off in eval mode
                      tie_embeddings=bool(hf.get("tie_word_embeddings", True)))
 
 
@@ -134,7 +135,9 @@ def bert_config_from_hf(hf: dict[str, Any], mask_id: int) -> BertConfig:
         raise UserError("only BERT checkpoints with gelu activations and absolute positions can be loaded.")
     return BertConfig(vocab_size=hf["vocab_size"], mask_id=mask_id, context_length=hf["max_position_embeddings"],
                       dim=hf["hidden_size"], num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
-                      ff_dim=hf["intermediate_size"], dropout=0.0, type_vocab_size=hf.get("type_vocab_size", 2),
+                      ff_dim=hf["intermediate_size"],
+                      dropout=float(hf.get("hidden_dropout_prob", 0.1)),  # as Hugging Face trains it; off in eval mode
+                      type_vocab_size=hf.get("type_vocab_size", 2),
                       norm_eps=hf.get("layer_norm_eps", 1e-12))
 
 
