@@ -61,7 +61,7 @@ def test_a_local_hugging_face_bert_loads_with_the_same_logits(tmp_path):
 
     torch.manual_seed(0)
     config = transformers.BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=32)
+                                     intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.2)
     reference = transformers.BertForMaskedLM(config).eval()
     reference.save_pretrained(tmp_path, safe_serialization=True)
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(55)])}
@@ -77,6 +77,7 @@ def test_a_local_hugging_face_bert_loads_with_the_same_logits(tmp_path):
         got = ours.model(tokens)
     assert (got - expected).abs().max() <= 1e-4
     assert ours.tokenizer.mask_id == 4
+    assert ours.model.config.dropout == 0.2  # fine-tuning regularises as the checkpoint was trained; eval has none
     assert len(ours.fill_mask("w1 [MASK] w3", top_k=2)[0]) == 2
 
 

@@ -30,7 +30,7 @@ def tiny_gpt2(tmp_path, **changes):
 
 
 def test_a_local_gpt2_loads_with_the_same_logits(tmp_path):
-    reference = tiny_gpt2(tmp_path)
+    reference = tiny_gpt2(tmp_path, resid_pdrop=0.2)
     ours = genloom.load(tmp_path, device="cpu")
     tokens = torch.randint(0, 99, (2, 12))
     with torch.no_grad():
@@ -38,6 +38,7 @@ def test_a_local_gpt2_loads_with_the_same_logits(tmp_path):
         got, _ = ours.model(tokens)
     assert (got - expected).abs().max() <= 1e-4
     assert ours.tokenizer.eos_id == 98 and ours.start_id == 98
+    assert ours.model.config.dropout == 0.2  # the checkpoint's, for fine-tuning; eval mode has none
 
 
 def test_our_gpt_exports_to_transformers_with_the_same_logits(tmp_path):
