@@ -1,6 +1,6 @@
 """Paraphrase identification on the Microsoft Research Paraphrase Corpus with genloom reuse's measures.
 
-    python benchmarks/reuse_msrp.py [--encoder minilm] [--finetune-seeds 4] [--workers 2]
+    python benchmarks/reuse_msrp.py [--encoder minilm] [--finetune-seeds 4] [--workers 2] [--seed-cache DIR]
 
 For each single measure of ``genloom reuse`` (word n-gram containment n = 1..5 and the LCS ratio, each taken
 symmetric as the mean of both directions; winnowing coverage; the encoder's cosine) the threshold that gives the
@@ -9,10 +9,12 @@ logistic regression over the features of both directions, fitted on the 4,076 tr
 classifier adds the encoder's pair features as SentEval does ([|u − v|, u ⊙ v], Conneau et al. 2017). Last, the
 encoder fine-tuned as a cross-encoder (``[CLS] a [SEP] b [SEP]`` with token types, the mean of the last states → a
 linear layer): a seeded 10 % of the training pairs is held out (dev) and the rest fine-tunes ``--finetune-seeds``
-cross-encoders (AdamW, lr 5e-5, batch 16, 4 epochs, 10 % warm-up then linear decay; each pair in a random order of
-its texts, scored as the mean of both orders), whose mean log-odds decide. The learning rate and epochs come from
-one run's dev accuracy by epoch (docs/reuse.md); nothing was chosen on test. Accuracy and F1 of the paraphrase
-class on test; published figures on the same split.
+cross-encoders (AdamW, lr 5e-5, batch 16, 4 epochs, 10 % warm-up then linear decay, the checkpoint's dropout of 0.1;
+each pair in a random order of its texts, scored as the mean of both orders), whose mean log-odds decide. With
+``--seed-cache DIR`` each seed's dev and test probabilities are kept there (named by encoder, lr, epochs and seed)
+and reused by a later run, so more seeds can be added to an ensemble; empty it after changing the code. The learning
+rate and epochs come from one run's dev accuracy by epoch (docs/reuse.md); nothing was chosen on test. Accuracy and
+F1 of the paraphrase class on test; published figures on the same split.
 """
 
 from __future__ import annotations
@@ -174,13 +176,20 @@ def finetuned_ensemble(args, train_pairs, train_y, test_pairs, test_y) -> dict:
     workers = max(1, min(args.workers, len(seeds)))
     threads = max(1, (os.cpu_count() or 1) // workers)
     started = time.time()
-    done: dict[int, dict[str, np.ndarray]] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        waiting, running = list(seeds), []
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(args.seed_cache or scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        named = f"{Path(args.encoder).name}-lr{args.finetune_lr:g}-e{args.finetune_epochs}-seed{{}}.npz"
+        done = {seed: dict(np.load(folder / named.format(seed))) for seed in seeds
+                if (folder / named.format(seed)).exists()}
+        waiting, running = [seed for seed in seeds if seed not in done], []
+        cached = set(done)
+        if cached:
+            print(f"seeds {sorted(cached)} read from {folder}", file=sys.stderr)
         while waiting or running:
             while waiting and len(running) < workers:
                 seed = waiting.pop(0)
-                out = Path(folder) / f"seed{seed}.npz"
+                out = folder / named.format(seed)
                 command = [sys.executable, __file__, "--finetune-worker", str(seed), "--worker-out", str(out),
                            "--threads", str(threads), "--encoder", args.encoder,
                            "--finetune-epochs", str(args.finetune_epochs), "--finetune-lr", str(args.finetune_lr)]
@@ -204,7 +213,8 @@ def finetuned_ensemble(args, train_pairs, train_y, test_pairs, test_y) -> dict:
     return {**scores((test_votes >= 0).astype(int), test_y),
             "dev": scores((dev_votes >= 0).astype(int), dev_y), "seeds": per_seed,
             "epochs": args.finetune_epochs, "lr": args.finetune_lr, "fine_tuning_pairs": len(tune),
-            "dev_pairs": len(dev), "seconds": round(time.time() - started, 1)}
+            "dev_pairs": len(dev), "seconds": round(time.time() - started, 1),
+            "seeds_trained_in_this_run": sorted(set(seeds) - cached)}
 
 
 def finetune_worker(args) -> None:
@@ -228,6 +238,7 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=4)
     parser.add_argument("--finetune-lr", type=float, default=5e-5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="seeds fine-tuned at once")
+    parser.add_argument("--seed-cache", default=None, help="keep and reuse each seed's probabilities in this folder")
     parser.add_argument("--finetune-worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
