@@ -19,9 +19,9 @@ from torch import Tensor
 def packing(weight: Tensor, rows: int) -> str:
     """How ``PackedLinear`` lays out ``weight`` for inputs of ``rows`` rows: "transposed" (one row on one thread),
     "onednn" (several rows or threads, a build with oneDNN), or "plain" (GPUs, other dtypes, other builds).
-    Measured on the lm_speed model at batch 1, one thread: transposed 99-110 tokens/s against 90-96 for MKL's
-    packed GEMM, which oneDNN (55 vs 69 for MKL) trails; on two threads oneDNN and transposed are even, within
-    the noise (docs/compute.md)."""
+    Measured on the lm_speed model at batch 1, one thread: transposed 99-110 tokens/s, MKL's packed GEMM 90-96
+    (oneDNN trailed MKL there, 55 vs 69); on two threads transposed and oneDNN are even within the noise
+    (docs/compute.md)."""
     if weight.device.type != "cpu" or weight.dtype != torch.float32:
         return "plain"
     if rows == 1 and torch.get_num_threads() == 1:
