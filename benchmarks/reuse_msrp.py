@@ -179,9 +179,9 @@ def finetuned_ensemble(args, train_pairs, train_y, test_pairs, test_y) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.seed_cache or scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        named = f"{Path(args.encoder).name}-lr{args.finetune_lr:g}-e{args.finetune_epochs}-seed{{}}.npz"
-        done = {seed: dict(np.load(folder / named.format(seed))) for seed in seeds
-                if (folder / named.format(seed)).exists()}
+        setting = f"{Path(args.encoder).name}-lr{args.finetune_lr:g}-e{args.finetune_epochs}"
+        kept = {seed: folder / f"{setting}-seed{seed}.npz" for seed in seeds}
+        done = {seed: dict(np.load(path)) for seed, path in kept.items() if path.exists()}
         waiting, running = [seed for seed in seeds if seed not in done], []
         cached = set(done)
         if cached:
@@ -189,7 +189,7 @@ def finetuned_ensemble(args, train_pairs, train_y, test_pairs, test_y) -> dict:
         while waiting or running:
             while waiting and len(running) < workers:
                 seed = waiting.pop(0)
-                out = folder / named.format(seed)
+                out = kept[seed]
                 command = [sys.executable, __file__, "--finetune-worker", str(seed), "--worker-out", str(out),
                            "--threads", str(threads), "--encoder", args.encoder,
                            "--finetune-epochs", str(args.finetune_epochs), "--finetune-lr", str(args.finetune_lr)]
@@ -227,7 +227,9 @@ def finetune_worker(args) -> None:
     out = finetune(args.encoder, [train_pairs[i] for i in tune], train_y[tune],
                    {"dev": [train_pairs[i] for i in dev], "test": test_pairs},
                    args.finetune_epochs, args.finetune_lr, args.finetune_worker)
-    np.savez(args.worker_out, **out)
+    partial = Path(args.worker_out).with_suffix(".partial.npz")  # a killed worker leaves no file a cache would read
+    np.savez(partial, **out)
+    os.replace(partial, args.worker_out)
 
 
 def main() -> None:
