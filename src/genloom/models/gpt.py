@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from genloom.config import require_at_least, require_fraction
 from genloom.data.batching import Batch
 from genloom.errors import UserError
 from genloom.nn.losses import LossOutput, masked_cross_entropy
+from genloom.nn.packed import PackedLinear, torch_on_one_thread
 from genloom.nn.state import join_caches, key_mask, row_positions, trim_caches
 from genloom.nn.transformer import (FeedForward, LayerPlan, MultiHeadAttention, TransformerLayer, fused_linear,
                                     reorder_caches)
@@ -149,7 +151,7 @@ class GPT(nn.Module):
         logits, caches = self(window, [{} for _ in self.layers], 0)
         return logits[:, -1], {"caches": caches, "offset": window.size(1), "window": window, "start": None}
 
-    def decode_plan(self, rows: int = 1) -> tuple[list[LayerPlan], Callable[[Tensor], Tensor]] | None:
+    def decode_plan(self, rows: int = 1) -> tuple[list[LayerPlan], Callable[[Tensor], Tensor], bool] | None:
         """The blocks and the output layer prepared for one-token steps (``LayerPlan``), built on first use and
         again whenever a parameter has changed (an optimizer step, ``load_state_dict``, a move to another device), or
         the batch changes between one row and several, or the thread count changes (matrices are packed for these,
@@ -162,7 +164,9 @@ class GPT(nn.Module):
         parameters = list(self.parameters())
         plan = None
         if all(type(p.detach()) is Tensor for p in parameters):  # not a tensor subclass (torchao's int8 and such)
-            plan = [LayerPlan(layer, rows) for layer in self.layers], fused_linear([self.output], rows)
+            output = fused_linear([self.output], rows)
+            kernel = isinstance(output, PackedLinear) and output.kind == "kernel"  # and its threads: see the step
+            plan = [LayerPlan(layer, rows) for layer in self.layers], output, kernel
         self._plan = (parameters, self._plan_key(parameters, rows), plan)
         return plan
 
@@ -174,16 +178,18 @@ class GPT(nn.Module):
 
     def _decode_one(self, plan: tuple, tokens: Tensor, caches: list, offset: int) -> tuple[Tensor, list]:
         """tokens (B,) at position ``offset`` after filled caches → (B, V) logits and the caches: what ``forward``
-        computes for one new token, through the ``decode_plan``."""
-        layers, output = plan
-        x = self.embed.weight[tokens] + self.positions.weight[offset]  # (B, C)
-        new_caches = []
-        for layer, cache in zip(layers, caches):
-            x, self_cache = layer(x, cache["self"])
-            new_caches.append({"self": self_cache, "cross": None})
-        norm = self.norm
-        x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-        return output(x)[:, : self.config.vocab_size], new_caches  # (B, V)
+        computes for one new token, through the ``decode_plan``. With the one-row kernel, torch's own operations
+        run on one thread (``torch_on_one_thread``): the kernel's workers have the other cores."""
+        layers, output, kernel = plan
+        with torch_on_one_thread() if kernel else nullcontext():
+            x = self.embed.weight[tokens] + self.positions.weight[offset]  # (B, C)
+            new_caches = []
+            for layer, cache in zip(layers, caches):
+                x, self_cache = layer(x, cache["self"])
+                new_caches.append({"self": self_cache, "cross": None})
+            norm = self.norm
+            x = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+            return output(x)[:, : self.config.vocab_size], new_caches  # (B, V)
 
     def reorder_state(self, state: dict[str, Any], index: Tensor) -> dict[str, Any]:
         """Keep rows ``index``; in a joined batch, drop the cache slots no kept row uses."""
