@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean
 
-# setup.py builds the C kernel (src/genloom/nn/gemv.c): a change to either reinstalls.
-$(STAMP): pyproject.toml setup.py src/genloom/nn/gemv.c
+# setup.py builds the C kernel (src/genloom/nn/onerow.c): a change to either reinstalls.
+$(STAMP): pyproject.toml setup.py src/genloom/nn/onerow.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel; a bare "torch" would pull a multi-GB CUDA build.

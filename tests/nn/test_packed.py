@@ -1,4 +1,5 @@
-"""Packed linear layers and the one-row kernel: the product of ``F.linear`` in every layout, on any thread count."""
+"""Packed linear layers and the one-row kernels: the product of ``F.linear`` in every layout, on any thread count;
+a block in C as the module computes it."""
 
 import multiprocessing
 import os
@@ -9,17 +10,18 @@ import torch.nn.functional as F
 
 from genloom.nn import packed
 from genloom.nn.packed import PackedLinear
+from genloom.nn.transformer import FeedForward, LayerPlan, MultiHeadAttention, TransformerLayer
 
 # CI installs a C compiler, so there the kernel must have been built (.ci/run); elsewhere its tests skip.
 needs_kernel = pytest.mark.skipif(not packed.KERNEL and not os.environ.get("GENLOOM_REQUIRE_KERNEL"),
-                                  reason="genloom.nn._gemv was not built (no C compiler at install) or the CPU "
+                                  reason="genloom.nn._onerow was not built (no C compiler at install) or the CPU "
                                          "lacks AVX2/FMA")
 
 
 def product(x, weight_t, bias, threads):
     """x (1, k) · weight_t (k, n) + bias through the kernel."""
     y = torch.empty(1, weight_t.size(1))
-    packed._gemv.gemv(y.data_ptr(), x.data_ptr(), weight_t.data_ptr(), bias.data_ptr() if bias is not None else 0,
+    packed.onerow.gemv(y.data_ptr(), x.data_ptr(), weight_t.data_ptr(), bias.data_ptr() if bias is not None else 0,
                       weight_t.size(1), weight_t.size(0), threads)
     return y
 
@@ -78,3 +80,41 @@ def test_every_layout_computes_f_linear(rows, monkeypatch):
 
 def test_other_devices_and_dtypes_keep_the_plain_product():
     assert packed.packing(torch.zeros(4, 4, dtype=torch.float64), 1) == "plain"
+
+
+@needs_kernel
+@pytest.mark.parametrize("activation, bias, heads, threads", [("gelu", True, 2, 1), ("gelu_exact", False, 3, 2),
+                                                             ("relu", True, 1, 3)])
+def test_a_native_block_steps_as_the_module_does(activation, bias, heads, threads, monkeypatch):
+    """``onerow.layer`` (the block in C) against ``TransformerLayer.forward`` over the same cache: outputs and the
+    cached keys and values, through a buffer regrowth (32 → 64 slots) and a trimmed, strided cache view; widths
+    that are not multiples of 8 (C = 3·12 = 36, hidden 4·36 = 144) take the scalar tails."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # the plan shares its products this way
+    torch.manual_seed(heads)
+    dim = 12 * heads
+    layer = TransformerLayer(MultiHeadAttention(dim, heads, bias=bias), FeedForward(dim, 4 * dim, activation=activation,
+                                                                                  bias=bias), dim).eval()
+    plan = LayerPlan(layer, rows=1)
+    assert plan.native is not None
+    inputs = torch.randn(1, 40, dim)
+    with torch.no_grad():
+        _, reference, _ = layer(inputs[:, :3], cache={})  # the prompt's keys and values
+        cache, outputs = reference["self"], []
+        for position in range(3, 40):
+            x, cache = plan(inputs[:, position], cache)
+            outputs.append(x)
+        full, _, _ = layer(inputs, causal=True)
+        torch.testing.assert_close(torch.stack(outputs, 1), full[:, 3:], rtol=1e-4, atol=1e-4)
+        keys, values = cache["k"][:, :, :40], cache["v"][:, :, :40]
+        _, whole, _ = layer(inputs, cache={})
+        torch.testing.assert_close(keys, whole["self"]["k"][:, :, :40], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(values, whole["self"]["v"][:, :, :40], rtol=1e-4, atol=1e-4)
+        trimmed = {"k": cache["k"][:, :, 5:], "v": cache["v"][:, :, 5:], "used": 35}  # as trim_caches leaves it
+        x, after = plan(inputs[:, 39], trimmed)
+        assert after["k"].data_ptr() == trimmed["k"].data_ptr()  # written in place, in the strided view
+        keys = torch.cat([trimmed["k"][:, :, :35], after["k"][:, :, 35:36]], 2)
+        attention = layer.self_attention
+        q = attention.query(layer.norm_self(inputs[:, 39:40])).view(1, 1, heads, 12).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, keys, after["v"][:, :, :36]).transpose(1, 2).reshape(1, dim)
+        h = inputs[:, 39] + attention.out(y)
+        torch.testing.assert_close(x, h + layer.feed_forward(layer.norm_ff(h)), rtol=1e-4, atol=1e-4)

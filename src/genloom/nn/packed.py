@@ -3,7 +3,7 @@
 A decoding step multiplies a few rows by every weight matrix of the model, so on a CPU it is bound by how fast
 the weights stream from memory, and the layout decides that speed. A single row reads the weight fastest
 transposed, (in, out) row-major, each input's weight row scaled and added to the output, one contiguous stream:
-genloom's own kernel (``gemv.c``, built at install where a C compiler is found; AVX2) does that at the speed of
+genloom's own kernel (``onerow.c``, built at install where a C compiler is found; AVX2) does that at the speed of
 reading the memory, on every thread, where ``addmm`` on one thread is a fifth slower and several threads went to
 oneDNN. Several rows go to oneDNN's blocked layout (``torch.ops.mkldnn._reorder_linear_weight``), as
 ``torch.compile``'s CPU backend packs a frozen model. A laid-out
@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 try:
-    from genloom.nn import _gemv
+    from genloom.nn import _onerow as onerow
 except ImportError:  # installed without a C compiler: torch's products only
-    _gemv = None
-KERNEL = _gemv is not None and _gemv.fast  # the one-row kernel is built and this CPU has AVX2 and FMA
+    onerow = None
+KERNEL = onerow is not None and onerow.fast  # the one-row kernel is built and this CPU has AVX2 and FMA
 
 
 def packing(weight: Tensor, rows: int) -> str:
@@ -68,7 +68,7 @@ class PackedLinear:
             x = x.contiguous()
             size, out = self.packed.shape
             y = x.new_empty(1, out)
-            _gemv.gemv(y.data_ptr(), x.data_ptr(), self.packed.data_ptr(),
+            onerow.gemv(y.data_ptr(), x.data_ptr(), self.packed.data_ptr(),
                        self.bias.data_ptr() if self.bias is not None else 0, out, size, self.threads)
             return y
         if self.kind in ("kernel", "transposed"):

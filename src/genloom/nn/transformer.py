@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genloom.nn.packed import PackedLinear
+from genloom.nn.packed import PackedLinear, onerow
 from genloom.nn.quantized import Int8Linear, cat_int8
 
 KVCache = dict[str, Tensor]
@@ -91,8 +91,24 @@ class MultiHeadAttention(nn.Module):
         return self.out(y), new_cache, weights
 
 
+def _reserve(cache: KVCache, shape: tuple[int, int, int, int], like: Tensor) -> tuple[Tensor, Tensor, int]:
+    """A self-attention cache's key and value buffers (B, H, capacity, D), with room for ``shape`` (B, H, T, D) more
+    positions after the ``used`` ones (grown by doubling), and ``used``."""
+    used = cache.get("used", 0)
+    keys, values = cache.get("k"), cache.get("v")
+    needed = used + shape[2]
+    if keys is None or needed > keys.size(2):
+        capacity = max(needed, 2 * (keys.size(2) if keys is not None else 0), 32)
+        grown_k = like.new_empty(shape[0], shape[1], capacity, shape[3])  # (B, H, capacity, D)
+        grown_v = like.new_empty(grown_k.shape)
+        if used:
+            grown_k[:, :, :used], grown_v[:, :, :used] = keys[:, :, :used], values[:, :, :used]
+        keys, values = grown_k, grown_v
+    return keys, values, used
+
+
 def _append(cache: KVCache, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, KVCache]:
-    """Append new keys/values to a self-attention cache whose buffers grow by doubling.
+    """Append new keys/values to a self-attention cache whose buffers grow by doubling (``_reserve``).
 
     Concatenating at every step copies the whole past each time (quadratic
     traffic); here the buffers are written in place and reallocated only when
@@ -102,16 +118,8 @@ def _append(cache: KVCache, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, KVCac
     Returns:
         keys and values (B, H, S_past+T, D) as views of the buffers, and the new cache.
     """
-    used = cache.get("used", 0)
-    keys, values = cache.get("k"), cache.get("v")
+    keys, values, used = _reserve(cache, tuple(k.shape), k)
     needed = used + k.size(2)
-    if keys is None or needed > keys.size(2):
-        capacity = max(needed, 2 * (keys.size(2) if keys is not None else 0), 32)
-        grown_k = k.new_empty(k.size(0), k.size(1), capacity, k.size(3))  # (B, H, capacity, D)
-        grown_v = v.new_empty(grown_k.shape)
-        if used:
-            grown_k[:, :, :used], grown_v[:, :, :used] = keys[:, :, :used], values[:, :, :used]
-        keys, values = grown_k, grown_v
     keys[:, :, used:needed], values[:, :, used:needed] = k, v
     return keys[:, :, :needed], values[:, :, :needed], {"k": keys, "v": values, "used": needed}
 
@@ -195,12 +203,16 @@ def fused_linear(layers: list[nn.Module], rows: int) -> Callable[[Tensor], Tenso
     return PackedLinear(torch.cat([layer.weight for layer in layers]), bias, rows)
 
 
+ACTIVATIONS = {"relu": 0, "tanh": 1, "none": 2}  # onerow.c's codes: ReLU, GELU (tanh), GELU (erf)
+
+
 class LayerPlan:
     """A pre-LayerNorm ``TransformerLayer`` without cross-attention (a GPT block) prepared for decoding steps of one
     token a row: its query, key and value projections fused into one matrix and every float matrix packed
     (``PackedLinear``; int8 layers keep their own kernel), so a step is one matrix product less and a few small
-    operations fewer than ``forward``, with the same cache. Inference only: built from the weights as they are (see
-    ``GPT.decode_plan``)."""
+    operations fewer than ``forward``, with the same cache. Where the matrices went to genloom's one-row kernel, a
+    step of one row is a single call of ``onerow.layer``: the block in C, some twenty torch operations fewer.
+    Inference only: built from the weights as they are (see ``GPT.decode_plan``)."""
 
     def __init__(self, layer: TransformerLayer, rows: int = 1):
         attention, feed_forward = layer.self_attention, layer.feed_forward
@@ -212,10 +224,31 @@ class LayerPlan:
         self.norms = [(n.normalized_shape, n.weight, n.bias, n.eps) for n in (layer.norm_self, layer.norm_ff)]
         self.activation = feed_forward.activation
         self.heads, self.head_dim = attention.num_heads, attention.head_dim
+        self.native = self._native_arguments()
+        self.scratch = torch.empty(0)
+
+    def _native_arguments(self) -> tuple | None:
+        """What ``onerow.layer`` takes after the cache (sizes, threads, epsilons, addresses), or None where the block
+        is not all float matrices in the one-row kernel's layout with an activation it knows."""
+        linears = (self.qkv, self.out, self.up, self.down)
+        code = ACTIVATIONS.get(getattr(self.activation, "approximate", "relu"))
+        if code is None or not isinstance(self.activation, (nn.GELU, nn.ReLU)):
+            return None
+        if not all(isinstance(linear, PackedLinear) and linear.kind == "kernel" for linear in linears):
+            return None
+        address = lambda t: t.data_ptr() if t is not None else 0  # noqa: E731 -- 0: no bias, no affine
+        (_, weight1, bias1, eps1), (_, weight2, bias2, eps2) = self.norms
+        return (self.heads, self.head_dim, self.up.packed.size(1), code, self.qkv.threads, eps1, eps2,
+                address(weight1), address(bias1), *(address(t) for linear in linears[:2] for t in (linear.packed, linear.bias)),
+                address(weight2), address(bias2), *(address(t) for linear in linears[2:] for t in (linear.packed, linear.bias)))
 
     def __call__(self, x: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
         """x (B, C), each row's newest token → (B, C), and the self-attention cache with its key and value added."""
         batch, dim = x.shape
+        if self.native is not None and batch == 1:
+            keys, values, used = _reserve(cache, (1, self.heads, 1, self.head_dim), x)
+            if keys.stride(3) == 1 and keys.stride(2) == self.head_dim:  # (H, capacity, D) rows; a trimmed view too
+                return self._native(x, keys, values, used)
         (shape, weight, bias, eps), ff_norm = self.norms
         q, k, v = self.qkv(F.layer_norm(x, shape, weight, bias, eps)).view(
             batch, 3, self.heads, 1, self.head_dim).unbind(1)  # (B, H, 1, D) each
@@ -223,6 +256,16 @@ class LayerPlan:
         y = F.scaled_dot_product_attention(q, keys, values)  # (B, H, 1, D): one query sees every key
         x = x + self.out(y.view(batch, dim))
         return x + self.down(self.activation(self.up(F.layer_norm(x, *ff_norm)))), cache
+
+    def _native(self, x: Tensor, keys: Tensor, values: Tensor, used: int) -> tuple[Tensor, KVCache]:
+        """One row through ``onerow.layer``: x (1, C) → (1, C), the key and value written at ``used``."""
+        x = x.clone(memory_format=torch.contiguous_format)  # the kernel adds to it in place
+        needed = 5 * x.size(1) + self.up.packed.size(1) + used + 1  # onerow.c: the block's intermediate vectors
+        if self.scratch.numel() < needed:
+            self.scratch = x.new_empty(max(needed, 2 * self.scratch.numel()))
+        onerow.layer(x.data_ptr(), self.scratch.data_ptr(), keys.data_ptr(), values.data_ptr(), used,
+                     keys.stride(1) // self.head_dim, *self.native)
+        return x, {"k": keys, "v": values, "used": used + 1}
 
 
 def reorder_caches(caches: list[dict[str, Any]], index: Tensor) -> list[dict[str, Any]]:
