@@ -157,7 +157,7 @@ def test_join_all_answers_in_the_order_of_its_requests_whatever_order_the_prefil
     batch = DecodeBatch(model, EOS)
     prompts = [[1, 5, 6], [1], [1, 7, 8], [1, 4]]
     groups = batch.join_all([Joining([p], GenerationConfig(max_new_tokens=3)) for p in prompts])
-    assert [g.padded[0, : len(p)].tolist() for g, p in zip(groups, prompts)] == prompts
+    assert [g.prompt_rows[0][: len(p)] for g, p in zip(groups, prompts)] == prompts
 
 
 def test_options_that_forbid_every_token_are_a_user_error_not_a_crash():

@@ -260,15 +260,18 @@ class Group:
                  lengths: Tensor, padded: Tensor, common: int, detokenize: Callable[[list[int]], str] | None,
                  start_token: bool, rules: TokenRules | None, width: int, source_length: int | None):
         self.size, self.cfg, self.eos_id, self.detokenize = len(prompts), cfg, eos_id, detokenize
-        self.lengths, self.padded = lengths, padded  # (n,), (n, L)
         self.sampling = cfg.method == "sample"
         self.skip = int(start_token)  # the start token is not text: processors never see it
         self.processors = build_processors(cfg, eos_id, lengths - self.skip, for_sampling=self.sampling, rules=rules)
         self.generator = _seeded_generator(cfg.seed, device)
         self.history = padded[:, :common]  # (n, T)
         self.position = common
-        self.finished = torch.zeros(self.size, dtype=torch.bool, device=device)
-        self.new_count = torch.zeros(self.size, dtype=torch.long, device=device)
+        # Each row's bookkeeping in Python: a step reads one list of chosen tokens instead of some twenty small
+        # tensor operations (0.4 ms a step at batch 1 on a CPU, a launch each on a GPU).
+        self.prompt_rows = padded.tolist()  # (n, L) the prompts, right-padded
+        self.prompt_lengths = lengths.tolist()
+        self.finished = [False] * self.size
+        self.new_count = [0] * self.size
         self.new_tokens: list[list[int]] = [[] for _ in prompts]
         self.width, self.source_length = width, source_length  # the group's own score and source widths
         self.cancelled = False
@@ -280,7 +283,7 @@ class Group:
     @property
     def done(self) -> bool:
         """Every row has finished, or the request was cancelled: the group leaves at the next step boundary."""
-        return self.cancelled or bool(self.finished.all())
+        return self.cancelled or all(self.finished)
 
     def choose(self, logits: Tensor, attention: Tensor | None) -> StepOutput:
         """One step: (n, V) scores → the rows' tokens (forced inside a prompt, EOS once finished)."""
@@ -296,26 +299,26 @@ class Group:
     def take(self, chosen: Tensor, attention: Tensor | None) -> StepOutput:
         """Apply the step: (n,) chosen tokens, except where a row is still inside its prompt (its prompt token) or
         has finished (EOS)."""
-        forced = self.position < self.lengths  # (n,)
-        forced_token = self.padded[:, min(self.position, self.padded.size(1) - 1)]
-        tokens = torch.where(forced, forced_token, chosen)
-        tokens = torch.where(self.finished, torch.full_like(tokens, self.eos_id), tokens)
-        free = ~forced & ~self.finished
-        emitted = free & (tokens != self.eos_id)
-        self.new_count += free.long()
-        ended = free & (tokens == self.eos_id)
-        if self.cfg.stop_strings:
-            for row in emitted.nonzero().flatten().tolist():
-                self.new_tokens[row].append(int(tokens[row]))
-                if _stop_hit(self.cfg.stop_strings, self.detokenize, self.new_tokens[row]):
-                    ended[row] = True
-        for row in (free & (ended | (self.new_count >= self.cfg.max_new_tokens))).nonzero().flatten().tolist():
-            self.reasons[row] = "stop" if bool(ended[row]) else "length"
-        self.finished |= free & (ended | (self.new_count >= self.cfg.max_new_tokens))
+        tokens, emitted = chosen.tolist(), [False] * self.size
+        for row in range(self.size):
+            if self.position < self.prompt_lengths[row]:
+                tokens[row] = self.prompt_rows[row][self.position]
+            elif self.finished[row]:
+                tokens[row] = self.eos_id
+            else:
+                self.new_count[row] += 1
+                ended = tokens[row] == self.eos_id
+                emitted[row] = not ended
+                if emitted[row] and self.cfg.stop_strings:
+                    self.new_tokens[row].append(tokens[row])
+                    ended = _stop_hit(self.cfg.stop_strings, self.detokenize, self.new_tokens[row])
+                if ended or self.new_count[row] >= self.cfg.max_new_tokens:
+                    self.finished[row], self.reasons[row] = True, "stop" if ended else "length"
+        tokens = torch.tensor(tokens, dtype=torch.long, device=chosen.device)  # (n,)
         self.history = torch.cat([self.history, tokens[:, None]], dim=1)  # (n, T+1)
         self.position += 1
         self.last = tokens
-        return StepOutput(tokens, emitted, attention)
+        return StepOutput(tokens, torch.tensor(emitted, device=chosen.device), attention)
 
 
 class DecodeBatch:
@@ -448,7 +451,7 @@ class DecodeBatch:
         if len(live) < len(self.groups):
             self.state = self.model.reorder_state(self.state, torch.tensor(keep, device=self.logits.device))
         self.groups = live
-        tokens = torch.cat([group.last for group in live])  # (B,)
+        tokens = torch.cat([group.last for group in live]) if len(live) > 1 else live[0].last  # (B,)
         self.logits, self.state = self.model.step(tokens[:, None], self.state)
 
     @property

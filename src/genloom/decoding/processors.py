@@ -153,13 +153,16 @@ class MinNewTokens:
         if min_new < 0:
             raise ValueError(f"min_new_tokens must be ≥ 0, got {min_new}")
         self.min_new, self.eos_id, self.prompt_lengths = min_new, eos_id, prompt_lengths
+        self.shortest, self.longest = (int(prompt_lengths.min()), int(prompt_lengths.max())) if len(prompt_lengths) else (0, 0)
 
     def __call__(self, tokens: Tensor, logits: Tensor) -> Tensor:
-        generated = tokens.size(1) - self.prompt_lengths.to(logits.device)  # (B,)
-        too_early = generated < self.min_new
-        if not bool(too_early.any()):
+        if tokens.size(1) - self.longest >= self.min_new:  # every row is past its minimum: no tensor work a step
             return logits
         banned = logits.clone()  # only the EOS column changes: no (B, V) mask
+        if tokens.size(1) - self.shortest < self.min_new:  # every row is short of it
+            banned[:, self.eos_id] = NEG_INF
+            return banned
+        too_early = tokens.size(1) - self.prompt_lengths.to(logits.device) < self.min_new  # (B,)
         banned[:, self.eos_id] = logits[:, self.eos_id].masked_fill(too_early, NEG_INF)
         return banned
 
