@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genloom.nn import packed
+from genloom.nn import packed, transformer
 from genloom.nn.packed import PackedLinear
 from genloom.nn.transformer import FeedForward, LayerPlan, MultiHeadAttention, TransformerLayer
 
@@ -118,3 +118,25 @@ def test_a_native_block_steps_as_the_module_does(activation, bias, heads, thread
         y = F.scaled_dot_product_attention(q, keys, after["v"][:, :, :36]).transpose(1, 2).reshape(1, dim)
         h = inputs[:, 39] + attention.out(y)
         torch.testing.assert_close(x, h + layer.feed_forward(layer.norm_ff(h)), rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+def test_several_rows_attend_through_the_kernel_as_through_sdpa(monkeypatch):
+    """``onerow.attention`` (rows > 1: the products stay torch's) against SDPA and ``_append``, on a cache trimmed
+    to a strided view as ``trim_caches`` leaves it: same outputs, same keys and values written."""
+    torch.manual_seed(0)
+    layer = TransformerLayer(MultiHeadAttention(36, 3), FeedForward(36, 144), 36).eval()
+    plan = LayerPlan(layer, rows=4)
+    keys, values = torch.randn(4, 3, 32, 12), torch.randn(4, 3, 32, 12)
+    x = torch.randn(4, 36)
+    results = []
+    for kernel in (True, False):
+        monkeypatch.setattr(transformer, "KERNEL", kernel)
+        cache = {"k": keys.clone()[:, :, 2:], "v": values.clone()[:, :, 2:], "used": 20}
+        with torch.no_grad():
+            results.append(plan(x, cache))
+    (fast, fast_cache), (slow, slow_cache) = results
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+    assert fast_cache["used"] == slow_cache["used"] == 21
+    torch.testing.assert_close(fast_cache["k"][:, :, :21], slow_cache["k"][:, :, :21])
+    torch.testing.assert_close(fast_cache["v"][:, :, :21], slow_cache["v"][:, :, :21])

@@ -8,6 +8,8 @@
    parts; the calling thread does the first and persistent worker threads the others (they spin for a millisecond
    after a product, so the next one starts at once, then sleep); the caller waits for them before it returns.
 
+   attention(...): one-token attention steps of several rows over their caches, the new keys and values written.
+
    layer(...): one block of nn/transformer.py's LayerPlan for one row, x += attention(LN(x)); x += FF(LN(x)), its
    key and value written into the cache at position `used` (see `layer` below for the arguments).
 
@@ -211,63 +213,94 @@ static void activate(float *x, long n, long kind)
     }
 }
 
-/* out (H·D) = softmax(q·Kᵀ / √D) V for each head over `length` cached keys; keys and values (H, capacity, D). */
+/* out (D) = softmax(q·Kᵀ / √D) V over one head's `length` cached keys and values (length, D). */
 __attribute__((target("avx2,fma"))) static void
-attend(float *out, const float *q, const float *keys, const float *values, long heads, long dim, long capacity,
-       long length, float *scores)
+attend(float *out, const float *q, const float *keys, const float *values, long dim, long length, float *scores)
 {
-    float scale = 1.0f / sqrtf((float)dim);
-    for (long h = 0; h < heads; h++) {
-        const float *qh = q + h * dim, *kh = keys + h * capacity * dim, *vh = values + h * capacity * dim;
-        float *oh = out + h * dim, best = -INFINITY, total = 0;
-        for (long s = 0; s < length; s++) {
-            const float *key = kh + s * dim;
-            float dot = 0;
-            long d = 0;
-            if (dim % 8 == 0) {
-                __m256 acc = _mm256_setzero_ps();
-                for (; d < dim; d += 8)
-                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(key + d), acc);
-                __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-                sum = _mm_hadd_ps(sum, sum);
-                dot = _mm_cvtss_f32(_mm_hadd_ps(sum, sum));
-            }
-            for (; d < dim; d++)
-                dot += qh[d] * key[d];
-            scores[s] = dot * scale;
-            best = scores[s] > best ? scores[s] : best;
+    float scale = 1.0f / sqrtf((float)dim), best = -INFINITY, total = 0;
+    for (long s = 0; s < length; s++) {
+        const float *key = keys + s * dim;
+        float dot = 0;
+        long d = 0;
+        if (dim % 8 == 0) {
+            __m256 acc = _mm256_setzero_ps();
+            for (; d < dim; d += 8)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(key + d), acc);
+            __m128 sum = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+            sum = _mm_hadd_ps(sum, sum);
+            dot = _mm_cvtss_f32(_mm_hadd_ps(sum, sum));
         }
-        for (long s = 0; s < length; s++)
-            total += (scores[s] = expf(scores[s] - best));
+        for (; d < dim; d++)
+            dot += q[d] * key[d];
+        scores[s] = dot * scale;
+        best = scores[s] > best ? scores[s] : best;
+    }
+    for (long s = 0; s < length; s++)
+        total += (scores[s] = expf(scores[s] - best));
+    for (long d = 0; d < dim; d++)
+        out[d] = 0;
+    for (long s = 0; s < length; s++) {
+        const float *value = values + s * dim;
+        float weight = scores[s] / total;
         for (long d = 0; d < dim; d++)
-            oh[d] = 0;
-        for (long s = 0; s < length; s++) {
-            const float *value = vh + s * dim;
-            float weight = scores[s] / total;
-            for (long d = 0; d < dim; d++)
-                oh[d] += weight * value[d];
-        }
+            out[d] += weight * value[d];
     }
 }
 
-/* layer(x, scratch, keys, values, used, capacity, heads, head_dim, hidden, activation, threads, eps1, eps2,
+/* One row's attention step: its key and value (in qkv, (3C): queries, keys, values, head after head) written at
+   position `used` of its cache, keys and values (H, ·, D) with `stride` floats from head to head, then out (C) the
+   attention of its query over the used + 1 positions. */
+static void cache_and_attend(float *out, const float *qkv, float *keys, float *values, long heads, long dim,
+                             long stride, long used, float *scores)
+{
+    long width = heads * dim;
+    for (long head = 0; head < heads; head++) {
+        float *k = keys + head * stride, *v = values + head * stride;
+        memcpy(k + used * dim, qkv + width + head * dim, dim * sizeof(float));
+        memcpy(v + used * dim, qkv + 2 * width + head * dim, dim * sizeof(float));
+        attend(out + head * dim, qkv + head * dim, k, v, dim, used + 1, scores);
+    }
+}
+
+/* attention(out, qkv, keys, values, batch, heads, head_dim, used, row_stride, head_stride, scratch): what
+   `cache_and_attend` does for each of `batch` rows, qkv (B, 3C) and out (B, C) contiguous, the caches' rows
+   `row_stride` floats apart; scratch ≥ used + 1 floats. On the calling thread: at several rows torch's own threads
+   run the products around it. */
+static PyObject *attention(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    long a[11];
+    if (parse(args, nargs, 11, "attention(out, qkv, keys, values, batch, heads, head_dim, used, row_stride, "
+                               "head_stride, scratch)", a) < 0)
+        return NULL;
+    long batch = a[4], heads = a[5], dim = a[6], used = a[7], row_stride = a[8], head_stride = a[9];
+    for (long row = 0; row < batch; row++)
+        cache_and_attend((float *)a[0] + row * heads * dim, (const float *)a[1] + row * 3 * heads * dim,
+                         (float *)a[2] + row * row_stride, (float *)a[3] + row * row_stride, heads, dim, head_stride,
+                         used, (float *)a[10]);
+    Py_RETURN_NONE;
+}
+
+/* layer(x, scratch, keys, values, used, stride, heads, head_dim, hidden, activation, threads, eps1, eps2,
          norm1_weight, norm1_bias, qkv_weight, qkv_bias, out_weight, out_bias,
          norm2_weight, norm2_bias, up_weight, up_bias, down_weight, down_bias)
 
    x (C) in place, C = heads · head_dim; scratch ≥ 5C + hidden + used + 1 floats; keys and values one row's
-   (H, capacity, D) cache, the new token's written at `used`, attention over used + 1 positions; weights transposed,
+   (H, ·, D) cache, `stride` positions from head to head, the new token's written at `used`, attention over used + 1
+   positions; weights transposed,
    (in, out), as `gemv` takes them (the query, key and value matrix fused, (C, 3C): queries, keys, values, each head
    after head); activation 0 relu, 1 GELU (tanh), 2 GELU (erf); the epsilons are floats, everything else integers
    or addresses, and a bias or a norm's affine may be 0. */
 static PyObject *layer(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
     long a[25];
-    if (parse(args, nargs, 25, "layer(x, scratch, keys, values, used, capacity, heads, head_dim, hidden, activation, "
+    if (parse(args, nargs, 25, "layer(x, scratch, keys, values, used, stride, heads, head_dim, hidden, activation, "
                                "threads, eps1, eps2, and 12 addresses of norms, weights and biases)", a) < 0)
         return NULL;
     float *x = (float *)a[0], *scratch = (float *)a[1], *keys = (float *)a[2], *values = (float *)a[3];
-    long used = a[4], capacity = a[5], heads = a[6], dim = a[7], hidden = a[8], activation = a[9], threads = a[10];
-    const float **w = (const float **)(a + 13);  /* norm1 w, b; qkv w, b; out w, b; norm2 w, b; up w, b; down w, b */
+    long used = a[4], stride = a[5], heads = a[6], dim = a[7], hidden = a[8], activation = a[9], threads = a[10];
+    const float *w[12];  /* norm1 weight, bias; qkv; out; norm2; up; down, each weight then bias */
+    for (int i = 0; i < 12; i++)
+        w[i] = (const float *)a[13 + i];
     float eps1 = (float)PyFloat_AsDouble(args[11]), eps2 = (float)PyFloat_AsDouble(args[12]);
     if (PyErr_Occurred())
         return NULL;
@@ -276,12 +309,7 @@ static PyObject *layer(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssiz
 
     layer_norm(h, x, w[0], w[1], width, eps1);
     product(qkv, h, w[2], w[3], 3 * width, width, threads);  /* (3C): queries, keys, values */
-    for (long head = 0; head < heads; head++) {
-        long at = head * capacity * dim + used * dim;
-        memcpy(keys + at, qkv + width + head * dim, dim * sizeof(float));
-        memcpy(values + at, qkv + 2 * width + head * dim, dim * sizeof(float));
-    }
-    attend(attention, qkv, keys, values, heads, dim, capacity, used + 1, scores);
+    cache_and_attend(attention, qkv, keys, values, heads, dim, stride * dim, used, scores);
     product(h, attention, w[4], w[5], width, width, threads);
     for (long i = 0; i < width; i++)
         x[i] += h[i];
@@ -299,8 +327,11 @@ static PyMethodDef methods[] = {
     {"gemv", (PyCFunction)(void (*)(void))gemv, METH_FASTCALL,
      "gemv(y, x, w, b, n, k, threads): y (n) = x (k) · w (k, n) + b at the given addresses (b may be 0), float32."},
     {"layer", (PyCFunction)(void (*)(void))layer, METH_FASTCALL,
-     "layer(x, scratch, keys, values, used, capacity, heads, head_dim, hidden, activation, threads, eps1, eps2, "
+     "layer(x, scratch, keys, values, used, stride, heads, head_dim, hidden, activation, threads, eps1, eps2, "
      "12 addresses): one pre-LayerNorm block for one row, x in place (see onerow.c)."},
+    {"attention", (PyCFunction)(void (*)(void))attention, METH_FASTCALL,
+     "attention(out, qkv, keys, values, batch, heads, head_dim, used, row_stride, head_stride, scratch): each row's "
+     "key and value cached at `used`, then its query's attention over used + 1 positions (see onerow.c)."},
     {NULL, NULL, 0, NULL},
 };
 
