@@ -28,10 +28,10 @@ def product(x, weight_t, bias, threads):
 
 @needs_kernel
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("out_features, in_features", [(384, 384), (77, 13), (8, 1), (1536, 384), (5, 6)])
+@pytest.mark.parametrize("out_features, in_features", [(384, 384), (77, 13), (8, 1), (1536, 384), (5, 6), (40, 390)])
 def test_the_kernel_computes_the_product_of_f_linear(out_features, in_features, threads):
-    """Odd widths exercise the tails (columns not a multiple of 8, inputs not a multiple of 4); more threads than
-    8-column parts leave some workers out."""
+    """Odd widths exercise the tails (columns not a multiple of 8, inputs not a multiple of 4 or of the parts);
+    an input under 128 wide stays on one thread (64 input rows a part at least)."""
     assert packed.KERNEL, "GENLOOM_REQUIRE_KERNEL is set but the kernel is not built"
     generator = torch.Generator().manual_seed(out_features + in_features)
     weight = torch.randn(out_features, in_features, generator=generator)

@@ -4,8 +4,9 @@
    gemv(y, x, w, b, n, k, threads): y (n) = x (k) · w (k, n) + b, float32, every array contiguous; the arguments are
    addresses (Tensor.data_ptr()), b may be 0. The weight is the transposed layout of nn/packed.py, (in, out)
    row-major, so the kernel reads it as one forward stream: four input rows at a time, each scaled by its input and
-   added into the output, which stays in the L1 cache. With threads > 1 the output columns are split into that many
-   parts; the calling thread does the first and persistent worker threads the others (they spin for a millisecond
+   added into the output, which stays in the L1 cache. With threads > 1 the input rows are split into that many
+   parts, each a contiguous slice of the weight; the calling thread does the first and persistent worker threads the
+   others (they spin for a millisecond
    after a product, so the next one starts at once, then sleep); the caller waits for them before it returns.
 
    attention(...): one-token attention steps of several rows over their caches, the new keys and values written.
@@ -23,6 +24,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -63,11 +65,13 @@ gemv_columns(float *y, const float *x, const float *w, const float *b, long n, l
 static struct {
     float *y;
     const float *x, *w, *b;
-    long n, k, chunk;
+    long n, k, chunk;  /* chunk: the input rows of a part */
 } job;
 static struct {
     atomic_long task, done;
-    char pad[64 - 2 * sizeof(atomic_long)];  /* each worker spins on its own cache line */
+    float *partial;  /* this part's sum over its input rows, (n) */
+    long size;
+    char pad[64 - 2 * sizeof(atomic_long) - sizeof(float *) - sizeof(long)];  /* a cache line per worker */
 } slots[MAX_WORKERS + 1];
 static long generation;  /* the caller's count of products; touched with the GIL held only */
 static atomic_int sleeping;
@@ -82,11 +86,15 @@ static long now_ns(void)
     return t.tv_sec * 1000000000L + t.tv_nsec;
 }
 
+/* Part p multiplies input rows [p·chunk, (p+1)·chunk): each thread streams one contiguous slice of the weight (a
+   third faster on two threads than splitting the output columns, whose rows each thread reads in pieces). Part 0
+   writes y, with the bias; the others their partial sums, which the caller adds. */
 static void run_part(long part)
 {
-    long begin = part * job.chunk, end = begin + job.chunk < job.n ? begin + job.chunk : job.n;
-    if (begin < end)
-        gemv_columns(job.y, job.x, job.w, job.b, job.n, job.k, begin, end);
+    long begin = part * job.chunk, end = begin + job.chunk < job.k ? begin + job.chunk : job.k;
+    float *out = part == 0 ? job.y : slots[part].partial;
+    gemv_columns(out, job.x + begin, job.w + begin * job.n, part == 0 ? job.b : NULL, job.n,
+                 end > begin ? end - begin : 0, 0, job.n);
 }
 
 static void *worker(void *arg)
@@ -137,12 +145,21 @@ static int ensure_workers(long count)
 static void product(float *y, const float *x, const float *w, const float *b, long n, long k, long threads)
 {
     long parts = threads < 1 ? 1 : threads > MAX_WORKERS + 1 ? MAX_WORKERS + 1 : threads;
-    if (parts > (n + 7) / 8)
-        parts = (n + 7) / 8;  /* at least 8 columns a part */
+    if (parts > k / 64)
+        parts = k / 64 > 1 ? k / 64 : 1;  /* at least 64 input rows a part */
     if (parts > 1 && ensure_workers(parts - 1) != 0)
         parts = 1 + workers;  /* could not start more threads: share among those there are */
+    for (long part = 1; part < parts; part++)
+        if (slots[part].size < n) {
+            float *grown = realloc(slots[part].partial, n * sizeof(float));
+            if (grown == NULL) {
+                parts = part;  /* out of memory: fewer parts */
+                break;
+            }
+            slots[part].partial = grown, slots[part].size = n;
+        }
     job.y = y, job.x = x, job.w = w, job.b = b, job.n = n, job.k = k;
-    job.chunk = (n / parts + 7) / 8 * 8;
+    job.chunk = (k / parts + 3) / 4 * 4;
     generation++;
     for (long part = 1; part < parts; part++)
         atomic_store(&slots[part].task, generation);
@@ -152,9 +169,13 @@ static void product(float *y, const float *x, const float *w, const float *b, lo
         pthread_mutex_unlock(&lock);
     }
     run_part(0);
-    for (long part = 1; part < parts; part++)
+    for (long part = 1; part < parts; part++) {
         while (atomic_load_explicit(&slots[part].done, memory_order_acquire) != generation)
             _mm_pause();
+        const float *partial = slots[part].partial;
+        for (long j = 0; j < n; j++)
+            y[j] += partial[j];
+    }
 }
 
 static int parse(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t expected, const char *usage, long *out)
