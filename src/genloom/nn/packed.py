@@ -6,9 +6,9 @@ transposed, (in, out) row-major, each input's weight row scaled and added to the
 genloom's own kernel (``onerow.c``, built at install where a C compiler is found; AVX2) does that at the speed of
 reading the memory, on every thread, where ``addmm`` on one thread is a fifth slower and several threads went to
 oneDNN. Several rows go to oneDNN's blocked layout (``torch.ops.mkldnn._reorder_linear_weight``), as
-``torch.compile``'s CPU backend packs a frozen model. A laid-out
-copy is inference-only: it does not follow later changes of the weight, so its owner rebuilds it when the parameters
-change (``GPT.decode_plan``). Measurements: docs/compute.md.
+``torch.compile``'s CPU backend packs a frozen model. A laid-out copy is inference-only: it does not follow later
+changes of the weight, so its owner rebuilds it when the parameters change (``GPT.decode_plan``). Measurements:
+docs/compute.md.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class PackedLinear:
             size, out = self.packed.shape
             y = x.new_empty(1, out)
             onerow.gemv(y.data_ptr(), x.data_ptr(), self.packed.data_ptr(),
-                       self.bias.data_ptr() if self.bias is not None else 0, out, size, self.threads)
+                        self.bias.data_ptr() if self.bias is not None else 0, out, size, self.threads)
             return y
         if self.kind in ("kernel", "transposed"):
             return torch.addmm(self.bias, x, self.packed) if self.bias is not None else x @ self.packed
