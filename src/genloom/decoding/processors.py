@@ -153,7 +153,8 @@ class MinNewTokens:
         if min_new < 0:
             raise ValueError(f"min_new_tokens must be ≥ 0, got {min_new}")
         self.min_new, self.eos_id, self.prompt_lengths = min_new, eos_id, prompt_lengths
-        self.shortest, self.longest = (int(prompt_lengths.min()), int(prompt_lengths.max())) if len(prompt_lengths) else (0, 0)
+        lengths = prompt_lengths.tolist()
+        self.shortest, self.longest = (min(lengths), max(lengths)) if lengths else (0, 0)
 
     def __call__(self, tokens: Tensor, logits: Tensor) -> Tensor:
         if tokens.size(1) - self.longest >= self.min_new:  # every row is past its minimum: no tensor work a step

@@ -6,8 +6,8 @@
    row-major, so the kernel reads it as one forward stream: four input rows at a time, each scaled by its input and
    added into the output, which stays in the L1 cache. With threads > 1 the input rows are split into that many
    parts, each a contiguous slice of the weight; the calling thread does the first and persistent worker threads the
-   others (they spin for a millisecond
-   after a product, so the next one starts at once, then sleep); the caller waits for them before it returns.
+   others (they spin for a millisecond after a product, so the next one starts at once, then sleep); the caller
+   waits for them and adds their partial sums before it returns.
 
    attention(...): one-token attention steps of several rows over their caches, the new keys and values written.
 
@@ -31,18 +31,19 @@
 #define MAX_WORKERS 63
 #define SPIN_NS 1000000L
 
+/* y (n) = x (k) · w (k, n) + b (b may be NULL): four input rows at a time, each added, scaled, into y. */
 __attribute__((target("avx2,fma"))) static void
-gemv_columns(float *y, const float *x, const float *w, const float *b, long n, long k, long begin, long end)
+gemv_rows(float *y, const float *x, const float *w, const float *b, long n, long k)
 {
-    for (long j = begin; j < end; j++)
+    for (long j = 0; j < n; j++)
         y[j] = b ? b[j] : 0.0f;
-    long vector_end = begin + (end - begin) / 8 * 8;
+    long vector_end = n / 8 * 8;
     long i = 0;
     for (; i + 4 <= k; i += 4) {
         const float *w0 = w + i * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
         __m256 x0 = _mm256_set1_ps(x[i]), x1 = _mm256_set1_ps(x[i + 1]);
         __m256 x2 = _mm256_set1_ps(x[i + 2]), x3 = _mm256_set1_ps(x[i + 3]);
-        for (long j = begin; j < vector_end; j += 8) {
+        for (long j = 0; j < vector_end; j += 8) {
             __m256 acc = _mm256_loadu_ps(y + j);
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + j), x0, acc);
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + j), x1, acc);
@@ -50,12 +51,12 @@ gemv_columns(float *y, const float *x, const float *w, const float *b, long n, l
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + j), x3, acc);
             _mm256_storeu_ps(y + j, acc);
         }
-        for (long j = vector_end; j < end; j++)
+        for (long j = vector_end; j < n; j++)
             y[j] += w0[j] * x[i] + w1[j] * x[i + 1] + w2[j] * x[i + 2] + w3[j] * x[i + 3];
     }
     for (; i < k; i++) {
         const float *row = w + i * n;
-        for (long j = begin; j < end; j++)
+        for (long j = 0; j < n; j++)
             y[j] += row[j] * x[i];
     }
 }
@@ -93,8 +94,8 @@ static void run_part(long part)
 {
     long begin = part * job.chunk, end = begin + job.chunk < job.k ? begin + job.chunk : job.k;
     float *out = part == 0 ? job.y : slots[part].partial;
-    gemv_columns(out, job.x + begin, job.w + begin * job.n, part == 0 ? job.b : NULL, job.n,
-                 end > begin ? end - begin : 0, 0, job.n);
+    long rows = end > begin ? end - begin : 0;  /* 0: a zero partial sum */
+    gemv_rows(out, job.x + begin, job.w + begin * job.n, part == 0 ? job.b : NULL, job.n, rows);
 }
 
 static void *worker(void *arg)
@@ -357,8 +358,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, .m_name = "_onerow", .m_doc = "A decoding step at batch 1: its products and its blocks.", .m_size = -1,
-    .m_methods = methods};
+    PyModuleDef_HEAD_INIT, .m_name = "_onerow", .m_doc = "A decoding step at batch 1: its products and its blocks.",
+    .m_size = -1, .m_methods = methods};
 
 PyMODINIT_FUNC PyInit__onerow(void)
 {

@@ -236,54 +236,63 @@ class LayerPlan:
             return None
         if not all(isinstance(linear, PackedLinear) and linear.kind == "kernel" for linear in linears):
             return None
-        address = lambda t: t.data_ptr() if t is not None else 0  # noqa: E731 -- 0: no bias, no affine
         (_, weight1, bias1, eps1), (_, weight2, bias2, eps2) = self.norms
+        tensors = (weight1, bias1, self.qkv.packed, self.qkv.bias, self.out.packed, self.out.bias,
+                   weight2, bias2, self.up.packed, self.up.bias, self.down.packed, self.down.bias)
         return (self.heads, self.head_dim, self.up.packed.size(1), code, self.qkv.threads, eps1, eps2,
-                address(weight1), address(bias1), *(address(t) for linear in linears[:2] for t in (linear.packed, linear.bias)),
-                address(weight2), address(bias2), *(address(t) for linear in linears[2:] for t in (linear.packed, linear.bias)))
+                *(t.data_ptr() if t is not None else 0 for t in tensors))  # 0: no bias, no affine
 
     def __call__(self, x: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
         """x (B, C), each row's newest token → (B, C), and the self-attention cache with its key and value added."""
         batch, dim = x.shape
-        if self.native is not None and batch == 1:
-            keys, values, used = _reserve(cache, (1, self.heads, 1, self.head_dim), x)
-            if keys.stride(3) == 1 and keys.stride(2) == self.head_dim:  # (H, capacity, D) rows; a trimmed view too
-                return self._native(x, keys, values, used)
+        rows = self._cache_rows(cache, batch, x) if KERNEL else None
+        if self.native is not None and batch == 1 and rows is not None:
+            return self._native(x, *rows)
         (shape, weight, bias, eps), ff_norm = self.norms
         qkv = self.qkv(F.layer_norm(x, shape, weight, bias, eps))  # (B, 3C)
-        y, cache = self._attention(qkv, cache) if KERNEL and qkv.dtype == torch.float32 else (None, cache)
-        if y is None:
+        if rows is not None and qkv.is_contiguous():
+            y, cache = self._attention(qkv, *rows)
+        else:
             q, k, v = qkv.view(batch, 3, self.heads, 1, self.head_dim).unbind(1)  # (B, H, 1, D) each
             keys, values, cache = _append(cache, k, v)  # (B, H, S, D)
             y = F.scaled_dot_product_attention(q, keys, values).view(batch, dim)  # one query sees every key
         x = x + self.out(y)
         return x + self.down(self.activation(self.up(F.layer_norm(x, *ff_norm)))), cache
 
-    def _attention(self, qkv: Tensor, cache: KVCache) -> tuple[Tensor | None, KVCache]:
+    def _cache_rows(self, cache: KVCache, batch: int, like: Tensor) -> tuple[Tensor, Tensor, int] | None:
+        """The cache's buffers with room for one more position and ``used``, when they are what onerow.c reads:
+        float32 on the CPU, (B, H, ·, D) with D-float rows (a buffer, or a trimmed view of one, as ``trim_caches``
+        leaves it); None otherwise."""
+        if like.device.type != "cpu" or like.dtype != torch.float32:
+            return None
+        keys, values, used = _reserve(cache, (batch, self.heads, 1, self.head_dim), like)
+        if keys.stride(3) != 1 or keys.stride(2) != self.head_dim:
+            return None
+        return keys, values, used
+
+    def _scratch(self, size: int) -> Tensor:
+        """A float buffer of at least ``size`` for onerow.c's intermediate vectors, grown by doubling."""
+        if self.scratch.numel() < size:
+            self.scratch = torch.empty(max(size, 2 * self.scratch.numel()))
+        return self.scratch
+
+    def _attention(self, qkv: Tensor, keys: Tensor, values: Tensor, used: int) -> tuple[Tensor, KVCache]:
         """qkv (B, 3C) → (B, C) attention through ``onerow.attention``, which also writes the new keys and values
-        into the cache, or None where the buffers are not (B, H, ·, D) rows or qkv is on another device. Against
-        SDPA and torch's cache writes: batch 32, one thread, 740-828 tokens/s against 611-734 (docs/compute.md)."""
+        into the cache at ``used``. Against SDPA and torch's cache writes: batch 32, one thread, 740-828 tokens/s
+        against 611-734 (docs/compute.md)."""
         batch, heads, dim = qkv.size(0), self.heads, self.head_dim
-        keys, values, used = _reserve(cache, (batch, heads, 1, dim), qkv)
-        if qkv.device.type != "cpu" or not qkv.is_contiguous() or keys.stride(3) != 1 or keys.stride(2) != dim:
-            return None, cache
-        if self.scratch.numel() < used + 1:
-            self.scratch = qkv.new_empty(2 * (used + 1))
         y = qkv.new_empty(batch, heads * dim)
         onerow.attention(y.data_ptr(), qkv.data_ptr(), keys.data_ptr(), values.data_ptr(), batch, heads, dim, used,
-                         keys.stride(0), keys.stride(1), self.scratch.data_ptr())
+                         keys.stride(0), keys.stride(1), self._scratch(used + 1).data_ptr())
         return y, {"k": keys, "v": values, "used": used + 1}
 
     def _native(self, x: Tensor, keys: Tensor, values: Tensor, used: int) -> tuple[Tensor, KVCache]:
         """One row through ``onerow.layer``: x (1, C) → (1, C), the key and value written at ``used``."""
         x = x.clone(memory_format=torch.contiguous_format)  # the kernel adds to it in place
-        needed = 5 * x.size(1) + self.up.packed.size(1) + used + 1  # onerow.c: the block's intermediate vectors
-        if self.scratch.numel() < needed:
-            self.scratch = x.new_empty(max(needed, 2 * self.scratch.numel()))
-        onerow.layer(x.data_ptr(), self.scratch.data_ptr(), keys.data_ptr(), values.data_ptr(), used,
+        scratch = self._scratch(5 * x.size(1) + self.up.packed.size(1) + used + 1)  # onerow.c: the block's vectors
+        onerow.layer(x.data_ptr(), scratch.data_ptr(), keys.data_ptr(), values.data_ptr(), used,
                      keys.stride(1) // self.head_dim, *self.native)
         return x, {"k": keys, "v": values, "used": used + 1}
-
 
 def reorder_caches(caches: list[dict[str, Any]], index: Tensor) -> list[dict[str, Any]]:
     """Keep batch rows ``index`` of every layer's {"self": {k, v, used}, "cross": {k, v}} cache (beam search)."""
